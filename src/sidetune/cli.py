@@ -16,17 +16,31 @@ from sidetune.errors import SidetuneError
 
 # command -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "evaluate": ("sidetune.commands.evaluate", "score a predictions jsonl against ground truth (official QVHighlights metrics)"),
-    "train": ("sidetune.commands.train", "train a model from a YAML config with key=value overrides"),
+    "evaluate": (
+        "sidetune.commands.evaluate",
+        "score a predictions jsonl against ground truth (official QVHighlights metrics)",
+    ),
+    "train": (
+        "sidetune.commands.train",
+        "train a model from a YAML config with key=value overrides",
+    ),
     "predict": ("sidetune.commands.predict", "write predictions of a trained grounding run"),
     "info": ("sidetune.commands.info", "per-module parameter table of a config's model"),
-    "synth": ("sidetune.commands.synth", "generate an embedded synthetic benchmark (grounding | recognition)"),
-    "extract": ("sidetune.commands.extract", "extract K intermediate-layer features from raw videos with a frozen backbone"),
+    "synth": (
+        "sidetune.commands.synth",
+        "generate an embedded synthetic benchmark (grounding | recognition)",
+    ),
+    "extract": (
+        "sidetune.commands.extract",
+        "extract K intermediate-layer features from raw videos with a frozen backbone",
+    ),
 }
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sidetune", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="sidetune", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--version", action="version", version=f"sidetune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

@@ -46,7 +46,9 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     if matches:
         return matches[0]
     known = sorted(q.stem for q in BUILTIN_CONFIG_DIR.glob("*/*.yaml"))
-    raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a built-in config; built-in: {', '.join(known)}")
+    raise ConfigError(
+        f"config {str(name_or_path)!r} is neither a file nor a built-in config; built-in: {', '.join(known)}"
+    )
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -81,7 +83,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r} conflicts with an earlier override of {part!r}")
+                raise ConfigError(
+                    f"override {item!r} conflicts with an earlier override of {part!r}"
+                )
             node = child
         node[parts[-1]] = value
     return nested
@@ -111,14 +115,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own message is the most precise one
+            return _coerce(value, options[0], key)
+        for arg in options:
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: {value!r} does not match {tp}")
     if origin is typing.Literal:
         allowed = get_args(tp)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-_TASKS = {"grounding": "sidetune.grounding.synthetic", "recognition": "sidetune.recognition.synthetic"}
+_TASKS = {
+    "grounding": "sidetune.grounding.synthetic",
+    "recognition": "sidetune.recognition.synthetic",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

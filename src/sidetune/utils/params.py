@@ -47,8 +47,13 @@ def parameter_table(module: nn.Module, depth: int = 1) -> str:
     visit("", module, 1)
     own = [p for n, p in module.named_parameters(recurse=False)]
     if own:
-        rows.append(("(own parameters)", sum(p.numel() for p in own if p.requires_grad),
-                     sum(p.numel() for p in own)))
+        rows.append(
+            (
+                "(own parameters)",
+                sum(p.numel() for p in own if p.requires_grad),
+                sum(p.numel() for p in own),
+            )
+        )
     width = max([len(r[0]) for r in rows] + [len("module")])
     lines = [f"{'module':<{width}}  {'trainable':>12}  {'total':>12}"]
     lines.append("-" * len(lines[0]))

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from sidetune.config import (
+    ConfigError,
+    config_task,
+    load_config,
+    parse_overrides,
+    resolve_config_path,
+    save_config,
+)
+
+
+@dataclass
+class _Data:
+    train: str | None = None
+    layers: list[int] | None = None
+    clip_length: float = 2.0
+
+
+@dataclass
+class _Model:
+    hidden_dim: int = 256
+    attention: Literal["rdsa", "deformable_ca", "standard_ca"] = "rdsa"
+    use_cnn: bool = True
+
+
+@dataclass
+class _Cfg:
+    task: str = "grounding"
+    run_dir: str = "runs/x"
+    data: _Data = field(default_factory=_Data)
+    model: _Model = field(default_factory=_Model)
+
+
+def test_parse_overrides_nests_and_parses_yaml_scalars() -> None:
+    out = parse_overrides(["a.b=1", "a.c=2.5e-4", "d=[0,1]", "e=null", "f=text"])
+    assert out == {"a": {"b": 1, "c": 2.5e-4}, "d": [0, 1], "e": None, "f": "text"}
+
+
+def test_parse_overrides_rejects_missing_equals() -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["model.hidden_dim"])
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("task: grounding\nmodel:\n  hidden_dim: 128\ndata:\n  clip_length: 1\n")
+    cfg = load_config(
+        _Cfg, p, ["model.hidden_dim=64", "data.layers=[-2,-1]", "model.attention=standard_ca"]
+    )
+    assert cfg.model.hidden_dim == 64
+    assert cfg.model.attention == "standard_ca"
+    assert cfg.data.layers == [-2, -1]
+    assert cfg.data.clip_length == 1.0 and isinstance(cfg.data.clip_length, float)
+    assert cfg.model.use_cnn is True
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.hiden_dim=3", r"unknown config key\(s\) model.hiden_dim"),
+        ("model.hidden_dim=abc", r"model.hidden_dim: expected an integer"),
+        ("model.attention=foo", r"model.attention: 'foo' is not one of"),
+        ("model.use_cnn=3", r"model.use_cnn: expected true/false"),
+        ("data.layers=[a]", r"data.layers\[0\]: expected an integer"),
+        ("model=3", r"model: expected a mapping"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_Cfg, None, [override])
+
+
+def test_save_and_reload_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(_Cfg, None, ["data.layers=[1,2]", "run_dir=out/r"])
+    save_config(cfg, tmp_path / "saved.yaml")
+    again = load_config(_Cfg, tmp_path / "saved.yaml")
+    assert again == cfg
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "broken.yaml"
+    p.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: invalid YAML"):
+        load_config(_Cfg, p)
+
+
+def test_builtin_config_resolution_and_task() -> None:
+    found = sorted(Path(__file__).resolve().parents[1].glob("src/sidetune/configs/*/*.yaml"))
+    if not found:
+        with pytest.raises(ConfigError, match="neither a file nor a built-in"):
+            resolve_config_path("no_such_config")
+        return
+    first = found[0]
+    assert resolve_config_path(first.stem) == first
+    assert resolve_config_path(f"configs/{first.parent.name}/{first.name}").samefile(first)
+    assert config_task(first.stem) in {"grounding", "recognition"}
+    with pytest.raises(ConfigError, match="neither a file nor a built-in"):
+        resolve_config_path("no_such_config")
