@@ -1,1 +1,218 @@
-"""backbones"""
+"""Frozen backbones with one intermediates API, created by name (timm style).
+
+>>> backbone = create_backbone("internvideo2-1b", checkpoint="InternVideo2-stage2_1b-224p-f4.pt")
+>>> feats = backbone.forward_intermediates(clips, layers=[37, 38, 39, 40], pool="adaptive")  # (K, B, 768)
+>>> text = create_text_backbone("internvideo2-1b", checkpoint=..., tokenizer="bert-large-uncased/")
+
+Without ``checkpoint`` the weights are random (tests, speed benchmarks). Every backbone is
+returned frozen (``sidetune.utils.params.freeze``: no gradients, eval mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sidetune.backbones.base import (
+    POOLS,
+    BackboneError,
+    Pool,
+    TextBackbone,
+    VideoBackbone,
+    parse_layers,
+    resolve_layers,
+)
+from sidetune.backbones.checkpoint import CheckpointError, LoadReport
+from sidetune.utils.params import freeze
+
+PathLike = str | os.PathLike[str]
+
+
+def _internvideo2(config_fn: Callable[..., Any], name: str) -> Callable[..., VideoBackbone]:
+    def build(
+        checkpoint: PathLike | None = None,
+        frames_per_clip: int | None = None,
+        strict: bool = True,
+        dtype: torch.dtype | None = None,
+        **kw: Any,
+    ) -> VideoBackbone:
+        from sidetune.backbones.internvideo2 import InternVideo2Backbone
+
+        if frames_per_clip is not None:
+            kw["num_frames"] = frames_per_clip  # checkpoint pos_embed is interpolated on load
+        try:
+            cfg = config_fn(**kw)
+        except TypeError as exc:
+            raise BackboneError(f"{name}: bad option ({exc})") from exc
+        if checkpoint is not None and strict:
+            # Every weight will be overwritten: skip the random init (1B/6B init is slow and
+            # would briefly hold an fp32 copy).
+            with torch.device("meta"):
+                model = InternVideo2Backbone(cfg, name=name)
+            model = model.to(dtype or torch.float32).to_empty(device="cpu")
+        else:
+            model = InternVideo2Backbone(cfg, name=name)
+            if dtype is not None:
+                model = model.to(dtype)
+        if checkpoint is not None:
+            model.load(str(checkpoint), strict=strict)
+        return model
+
+    return build
+
+
+def _clip(name: str) -> Callable[..., VideoBackbone]:
+    def build(
+        checkpoint: PathLike | None = None,
+        frames_per_clip: int | None = None,
+        strict: bool = True,
+        dtype: torch.dtype | None = None,
+        **kw: Any,
+    ) -> VideoBackbone:
+        from sidetune.backbones.clip import CLIPVideo, load_clip_model
+
+        if kw:
+            raise BackboneError(f"{name}: unknown options {sorted(kw)}")
+        model, report = load_clip_model(name, checkpoint, strict=strict)
+        backbone = CLIPVideo(model, name=name, frames_per_clip=frames_per_clip or 1)
+        backbone.load_report = report
+        return backbone.to(dtype) if dtype is not None else backbone
+
+    return build
+
+
+def _registry() -> dict[str, Callable[..., VideoBackbone]]:
+    from sidetune.backbones.internvideo2 import (
+        internvideo2_1b_config,
+        internvideo2_6b_config,
+        internvideo2_tiny_config,
+    )
+
+    return {
+        "internvideo2-1b": _internvideo2(internvideo2_1b_config, "internvideo2-1b"),
+        "internvideo2-6b": _internvideo2(internvideo2_6b_config, "internvideo2-6b"),
+        "internvideo2-tiny": _internvideo2(internvideo2_tiny_config, "internvideo2-tiny"),
+        "clip-vit-b32": _clip("clip-vit-b32"),
+        "clip-vit-b16": _clip("clip-vit-b16"),
+        "clip-vit-l14": _clip("clip-vit-l14"),
+        "clip-tiny": _clip("clip-tiny"),
+    }
+
+
+BACKBONE_NAMES: tuple[str, ...] = (
+    "internvideo2-1b",
+    "internvideo2-6b",
+    "internvideo2-tiny",
+    "clip-vit-b32",
+    "clip-vit-b16",
+    "clip-vit-l14",
+    "clip-tiny",
+)
+TEXT_BACKBONE_NAMES: tuple[str, ...] = ("internvideo2-text", "internvideo2-text-tiny")
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by :func:`create_backbone` (and by :func:`create_text_backbone`)."""
+    return list(BACKBONE_NAMES)
+
+
+def create_backbone(name: str, checkpoint: PathLike | None = None, **kw: Any) -> VideoBackbone:
+    """Build video backbone ``name``, load ``checkpoint`` (a local path) if given, and freeze it.
+
+    Options: ``frames_per_clip`` (InternVideo2: frames per clip input, default 4; CLIP: frames
+    averaged per clip, default 1), ``strict`` (missing / unexpected keys are errors),
+    ``dtype``; InternVideo2 also accepts config overrides (e.g. ``gelu_approximate="tanh"``).
+    """
+    registry = _registry()
+    if name not in registry:
+        raise BackboneError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONE_NAMES)})")
+    model = registry[name](checkpoint=checkpoint, **kw)
+    freeze(model)
+    return model
+
+
+def text_backbone_for(name: str) -> str:
+    """The text tower that goes with a video backbone name (CLIP: its own text tower)."""
+    if name.startswith("clip-") or name in TEXT_BACKBONE_NAMES:
+        return name
+    if name == "internvideo2-tiny":
+        return "internvideo2-text-tiny"
+    if name.startswith("internvideo2"):
+        return "internvideo2-text"
+    raise BackboneError(f"no text tower known for backbone {name!r}")
+
+
+def create_text_backbone(
+    name: str,
+    checkpoint: PathLike | None = None,
+    tokenizer: PathLike | Any | None = None,
+    strict: bool = True,
+    dtype: torch.dtype | None = None,
+    **kw: Any,
+) -> TextBackbone:
+    """Build the text tower for ``name`` (a text name or a video backbone name), frozen.
+
+    ``tokenizer``: a local directory (BERT ``vocab.txt`` / CLIP ``vocab.json`` + ``merges.txt``)
+    or a ready tokenizer object; CLIP defaults to the checkpoint directory.
+    """
+    text_name = text_backbone_for(name)
+    model: TextBackbone
+    if text_name.startswith("clip-"):
+        from sidetune.backbones.clip import CLIPText, load_clip_model, load_clip_tokenizer
+
+        clip_model, report = load_clip_model(text_name, checkpoint, strict=strict)
+        tok = tokenizer
+        if isinstance(tok, str | os.PathLike):
+            tok = load_clip_tokenizer(tok)
+        elif tok is None and checkpoint is not None:
+            tok = load_clip_tokenizer(checkpoint)
+        clip_text = CLIPText(clip_model, name=text_name, tokenizer=tok)
+        clip_text.load_report = report
+        model = clip_text
+    else:
+        from sidetune.backbones.text import (
+            InternVideo2Text,
+            internvideo2_text_config,
+            internvideo2_text_tiny_config,
+            load_bert_tokenizer,
+        )
+
+        cfg = (
+            internvideo2_text_tiny_config
+            if text_name.endswith("tiny")
+            else internvideo2_text_config
+        )(**kw)
+        tok = (
+            load_bert_tokenizer(tokenizer, cfg.max_length)
+            if isinstance(tokenizer, str | os.PathLike)
+            else tokenizer
+        )
+        iv_text = InternVideo2Text(cfg, tokenizer=tok, name=text_name)
+        if checkpoint is not None:
+            iv_text.load(str(checkpoint), strict=strict)
+        model = iv_text
+    if dtype is not None:
+        model = model.to(dtype)
+    freeze(model)
+    return model
+
+
+__all__ = [
+    "BACKBONE_NAMES",
+    "POOLS",
+    "BackboneError",
+    "CheckpointError",
+    "LoadReport",
+    "Pool",
+    "TextBackbone",
+    "VideoBackbone",
+    "create_backbone",
+    "create_text_backbone",
+    "list_backbones",
+    "parse_layers",
+    "resolve_layers",
+    "text_backbone_for",
+]
