@@ -1,1 +1,29 @@
-"""nn"""
+"""Shared neural-network blocks: attention (PostNorm, DropPath), MLP, positions, 1D deformable."""
+
+from sidetune.nn.attention import AttentionBlock, FeedForwardBlock, MultiHeadAttention
+from sidetune.nn.deformable_1d import (
+    deformable_aggregate_1d,
+    interpolation_weights,
+    sample_1d,
+    to_index,
+    valid_lengths,
+)
+from sidetune.nn.drop_path import DropPath, drop_path
+from sidetune.nn.mlp import MLP
+from sidetune.nn.position import sine_embed, sinusoidal_position_embedding
+
+__all__ = [
+    "MLP",
+    "AttentionBlock",
+    "DropPath",
+    "FeedForwardBlock",
+    "MultiHeadAttention",
+    "deformable_aggregate_1d",
+    "drop_path",
+    "interpolation_weights",
+    "sample_1d",
+    "sine_embed",
+    "sinusoidal_position_embedding",
+    "to_index",
+    "valid_lengths",
+]

@@ -1,0 +1,54 @@
+"""Plain multi-layer perceptrons (ReLU), used for projections and prediction heads."""
+
+from __future__ import annotations
+
+import itertools
+
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU in between (none after the last).
+
+    ``input_dropout`` is applied to the input before the first layer, ``dropout`` after every
+    hidden activation. Hidden layers use Kaiming init.
+
+    Shapes: ``(..., in_dim) -> (..., out_dim)``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int,
+        input_dropout: float = 0.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"an MLP needs at least one layer, got num_layers={num_layers}")
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+        for layer in list(self.layers)[:-1]:
+            assert isinstance(layer, nn.Linear)
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def last(self) -> nn.Linear:
+        layer = self.layers[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.input_dropout(x)
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < n - 1:
+                x = self.dropout(self.act(x))
+        return x
