@@ -43,6 +43,15 @@ def test_parse_overrides_nests_and_parses_yaml_scalars() -> None:
     assert out == {"a": {"b": 1, "c": 2.5e-4}, "d": [0, 1], "e": None, "f": "text"}
 
 
+def test_exponent_floats_from_yaml_text(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  clip_length: 1e-1\n")
+    assert load_config(_Cfg, p).data.clip_length == 0.1
+    assert load_config(_Cfg, None, ["data.clip_length=2.5e-4"]).data.clip_length == 2.5e-4
+    with pytest.raises(ConfigError, match=r"data\.clip_length: expected a number"):
+        load_config(_Cfg, None, ["data.clip_length=fast"])
+
+
 def test_parse_overrides_rejects_missing_equals() -> None:
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["model.hidden_dim"])

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ def test_atomic_open_replaces_only_on_success(tmp_path: Path) -> None:
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "first"
     assert [p.name for p in target.parent.iterdir()] == ["out.txt"]  # no temp file left behind
+
+
+def test_atomic_files_get_umask_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "perm.txt"
+    old = os.umask(0o022)
+    try:
+        with atomic_open(target) as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
 
 def test_write_json_and_jsonl(tmp_path: Path) -> None:

@@ -1,0 +1,226 @@
+"""SDST training-step benchmark at the paper's shapes.
+
+One step = SDST forward + every loss term (with the Hungarian matcher) + backward + gradient
+clipping + AdamW, exactly what ``sidetune train`` runs per iteration. Default shapes follow
+the QVHighlights setting: batch 32, T=75 clips, K=4 levels, L=32 tokens, M=30 queries,
+F_v=768, F_t=4096 (released LLaMA text features).
+
+CPU: seconds per step and the process's peak resident memory (``resource.getrusage``, no
+psutil) next to the resident memory before the first step. CUDA: it/s and
+``torch.cuda.max_memory_allocated``. Prints a table and writes ``bench/results/sdst_step.json``
+atomically. ``--profile`` prints the top operators of one step (torch.profiler).
+
+    python bench/bench_sdst_step.py                      # CPU, float32
+    python bench/bench_sdst_step.py --device cuda --amp bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sidetune.engine import (
+    TrainConfig,
+    autocast_context,
+    build_optimizer,
+    param_groups,
+    resolve_device,
+)
+from sidetune.grounding.losses import LossConfig, SDSTCriterion
+from sidetune.grounding.model import SDSTConfig, build_sdst
+from sidetune.utils.io import write_json
+from sidetune.utils.params import count_parameters
+
+RESULTS = Path(__file__).resolve().parent / "results" / "sdst_step.json"
+
+
+def rss_mib() -> float:
+    """Current resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (
+        peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    )  # bytes on macOS, KiB on Linux
+
+
+def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(0)
+    b, k, t, length = args.batch_size, args.levels, args.clips, args.tokens
+    video = torch.randn(b, k, t, args.video_dim, generator=g)
+    text = torch.randn(b, k, length, args.text_dim, generator=g)
+    video_mask = torch.ones(b, t, dtype=torch.bool)
+    text_mask = torch.ones(b, length, dtype=torch.bool)
+    # Realistic padding: some shorter videos and queries.
+    video_mask[b // 2 :, int(t * 0.8) :] = False
+    text_mask[:, length // 2 :] = torch.rand(b, length - length // 2, generator=g) < 0.3
+    text_mask[:, 0] = True
+    spans = []
+    for i in range(b):
+        n = 1 + i % 3
+        center = torch.rand(n, generator=g) * 0.6 + 0.2
+        width = torch.rand(n, generator=g) * 0.2 + 0.05
+        spans.append(torch.stack([center, width], dim=1).to(device))
+    saliency = (torch.rand(b, t, generator=g) * 12).floor() * (torch.rand(b, t, generator=g) < 0.3)
+    saliency = saliency * video_mask
+    return {
+        "video_feats": video.to(device),
+        "video_mask": video_mask.to(device),
+        "text_feats": text.to(device),
+        "text_mask": text_mask.to(device),
+        "targets": {"spans": spans, "saliency": saliency.to(device)},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--clips", type=int, default=75, help="T")
+    p.add_argument("--levels", type=int, default=4, help="K")
+    p.add_argument("--tokens", type=int, default=32, help="L")
+    p.add_argument("--queries", type=int, default=30, help="M")
+    p.add_argument("--video-dim", type=int, default=768)
+    p.add_argument("--text-dim", type=int, default=4096)
+    p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="GPU only")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--profile", action="store_true", help="print the top operators of one step")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model_cfg = SDSTConfig(
+        video_dim=args.video_dim,
+        text_dim=args.text_dim,
+        hidden_dim=args.hidden_dim,
+        num_queries=args.queries,
+        num_levels=args.levels,
+    )
+    model = build_sdst(model_cfg).to(device).train()
+    criterion = SDSTCriterion(LossConfig()).to(device)
+    train_cfg = TrainConfig(amp=args.amp)
+    optimizer = build_optimizer(
+        param_groups(model, train_cfg), train_cfg, fused=device.type == "cuda"
+    )
+    scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" and device.type == "cuda" else None
+    params = [q for g in optimizer.param_groups for q in g["params"]]
+    batch = make_batch(args, device)
+    inputs = [batch[k] for k in ("video_feats", "video_mask", "text_feats", "text_mask")]
+
+    def step() -> float:
+        with autocast_context(args.amp, device):
+            losses = criterion(model(*inputs), batch["targets"])
+        loss = losses["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, train_cfg.clip_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        return float(loss.detach())
+
+    rss_before = rss_mib()
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    cpu0 = time.process_time()
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        loss = step()  # float() of the loss syncs the device
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    cpu_per_step = (time.process_time() - cpu0) / args.steps
+    times.sort()
+    median = times[len(times) // 2]
+    trainable, total = count_parameters(model)
+    result: dict[str, Any] = {
+        "benchmark": "sdst_train_step",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "amp": args.amp if device.type == "cuda" else "none",
+        "shapes": {
+            "batch": args.batch_size,
+            "T": args.clips,
+            "K": args.levels,
+            "L": args.tokens,
+            "M": args.queries,
+            "F_v": args.video_dim,
+            "F_t": args.text_dim,
+            "hidden": args.hidden_dim,
+        },
+        "params_trainable": trainable,
+        "params_total": total,
+        "steps": args.steps,
+        "step_s_median": round(median, 4),
+        "step_s_min": round(times[0], 4),
+        "it_per_s": round(1.0 / median, 3),
+        # process CPU seconds (all threads) per step: less sensitive to a shared machine
+        "cpu_s_per_step": round(cpu_per_step, 4),
+        "last_loss": round(loss, 4),
+    }
+    if device.type == "cuda":
+        result["max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    else:
+        result["rss_before_mib"] = round(rss_before, 1)
+        result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+
+    rows = [(k, v) for k, v in result.items() if k != "shapes"]
+    rows.insert(2, ("shapes", " ".join(f"{k}={v}" for k, v in result["shapes"].items())))
+    width = max(len(k) for k, _ in rows)
+    print("SDST training step (forward + losses + matcher + backward + clip + AdamW)")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            step()
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=25))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The grounding config: ``task``, ``run_dir`` and one section per component.
+
+``sidetune train sdst_qvhighlights data.train=... model.hidden_dim=128 train.epochs=5`` fills
+this schema from the YAML file and the overrides (``sidetune.config.load_config``); unknown keys
+are errors naming the key. The resolved config is saved as ``run_dir/config.yaml`` so
+``predict``, ``--resume`` and :func:`sidetune.grounding.load_grounding_model` rebuild the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sidetune.engine.config import TrainConfig
+from sidetune.grounding.data import DataConfig
+from sidetune.grounding.losses import LossConfig
+from sidetune.grounding.model import SDSTConfig
+from sidetune.grounding.postprocess import PostprocessConfig
+
+# The checkpoint-selection metric of each dataset (higher is better): the issue's
+# "best by MR-full-mAP (or R1@0.7 for Charades/TACoS)".
+DEFAULT_BEST_METRIC: dict[str, str] = {
+    "qvhighlights": "MR-full-mAP",
+    "charades": "R1@0.7",
+    "tacos": "R1@0.7",
+}
+
+
+@dataclass
+class GroundingConfig:
+    """Everything a grounding run needs.
+
+    task: always ``grounding`` (the CLI dispatches on it).
+    run_dir: checkpoints, logs, the resolved config and predictions go here.
+    best_metric: key of the validation metrics that selects the ``best`` checkpoint;
+        null -> ``MR-full-mAP`` (QVHighlights) or ``R1@0.7`` (Charades-STA, TACoS).
+    """
+
+    task: Literal["grounding"] = "grounding"
+    run_dir: str = "runs/sdst"
+    best_metric: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: SDSTConfig = field(default_factory=SDSTConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    post: PostprocessConfig = field(default_factory=PostprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def resolved_best_metric(self) -> str:
+        return self.best_metric or DEFAULT_BEST_METRIC[self.data.dataset]

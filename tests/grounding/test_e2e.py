@@ -1,0 +1,152 @@
+"""End to end on a tiny generated synthetic set: train -> predict -> evaluate -> info, via the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sidetune.cli import main
+from sidetune.features.store import load_text_features, load_video_features
+from sidetune.grounding import load_grounding_model
+from sidetune.grounding.annotations import load_annotations
+from sidetune.grounding.metrics import evaluate_predictions
+from sidetune.grounding.synthetic import SynthConfig, generate, write
+
+# Tiny everything: 2 layers, small dims, short videos.
+TINY_SYNTH = SynthConfig(
+    videos=24,
+    layers=2,
+    video_dim=16,
+    text_dim=12,
+    latent_dim=8,
+    min_duration=20.0,
+    max_duration=40.0,
+)
+
+
+def make_synthetic(out: Path) -> Path:
+    write(generate(TINY_SYNTH), out)
+    return out
+
+
+def tiny_overrides(data: Path, run: Path, epochs: int = 2) -> list[str]:
+    return [
+        f"run_dir={run}",
+        f"data.train={data / 'train.jsonl'}",
+        f"data.val={data / 'val.jsonl'}",
+        f"data.test={data / 'test.jsonl'}",
+        f"data.video_features={data / 'video_features'}",
+        f"data.text_features={data / 'text_features'}",
+        "data.max_clips=20",
+        "model.video_dim=16",
+        "model.text_dim=12",
+        "model.hidden_dim=16",
+        "model.num_heads=2",
+        "model.num_queries=4",
+        "model.num_levels=2",
+        "model.rdsa_query_dim=8",
+        "model.roi_size=4",
+        f"train.epochs={epochs}",
+        "train.batch_size=8",
+        "train.warmup_iters=4",
+        "train.eval_every=1",
+        "train.progress=false",
+        "train.tensorboard=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+def test_train_predict_evaluate_info(
+    synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "sdst_synthetic", *tiny_overrides(synthetic, run)]) == 0
+    out = capsys.readouterr().out
+    assert "best MR-full-mAP=" in out
+    assert (run / "config.yaml").is_file() and (run / "log.jsonl").is_file()
+    assert (run / "checkpoints" / "best" / "model.safetensors").is_file()
+    val_lines = [
+        json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if '"val"' in x
+    ]
+    assert (
+        len(val_lines) == 2
+        and "MR-full-mAP" in val_lines[0]
+        and "HL-min-VeryGood-mAP" in val_lines[0]
+    )
+
+    # predict reuses the run's config and best checkpoint; val has GT, so it is scored too
+    preds = tmp_path / "val_preds.jsonl"
+    assert main(["predict", "--run", str(run), "--split", "val", "--out", str(preds)]) == 0
+    out = capsys.readouterr().out
+    assert "MR-full-mAP" in out and "HL-min-VeryGood-Hit1" in out
+    rows = [json.loads(x) for x in preds.read_text().splitlines()]
+    gt = load_annotations(synthetic / "val.jsonl").records
+    assert [r["qid"] for r in rows] == [g.qid for g in gt]
+    for row, rec in zip(rows, gt):
+        assert set(row) == {"qid", "query", "vid", "pred_relevant_windows", "pred_saliency_scores"}
+        w = np.asarray(row["pred_relevant_windows"])
+        assert 1 <= len(w) <= 10 and (w[:, 0] >= 0).all() and (w[:, 1] <= rec.duration + 1e-6).all()
+        assert (w[:, 0] < w[:, 1]).all() and (np.diff(w[:, 2]) <= 1e-9).all()  # best first
+    metrics = json.loads((tmp_path / "val_preds_metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(evaluate_predictions(rows, gt, "qvhighlights")))
+    # the checkpoint's recorded validation metric is the one predict reproduces
+    meta = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
+    assert meta["metrics"]["MR-full-mAP"] == metrics["brief"]["MR-full-mAP"]
+
+    assert main(["info", "sdst_synthetic", *tiny_overrides(synthetic, run)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("trainable parameters: ") and " / total " in last
+
+    # Python API: one (video, query) pair, numpy or torch, multi-layer or one layer
+    model = load_grounding_model(run)
+    rec = gt[0]
+    video = load_video_features(synthetic / "video_features", rec.vid)  # [K, T, F_v] float16
+    text = load_text_features(synthetic / "text_features", rec.qid)
+    row = model.predict(
+        video, text, duration=rec.duration, qid=rec.qid, vid=rec.vid, query=rec.query
+    )
+    assert (
+        row["qid"] == rec.qid
+        and len(row["pred_saliency_scores"]) == rows[0]["pred_saliency_scores"].__len__()
+    )
+    np.testing.assert_allclose(
+        np.asarray(row["pred_relevant_windows"]),
+        np.asarray(rows[0]["pred_relevant_windows"]),
+        atol=2e-3,
+    )
+    np.testing.assert_allclose(
+        row["pred_saliency_scores"], rows[0]["pred_saliency_scores"], atol=2e-3
+    )
+    row_t = model.predict(
+        torch.from_numpy(video[-1].astype(np.float32)), torch.from_numpy(text[-1])
+    )
+    assert all(0 <= s < e <= video.shape[1] * 2.0 for s, e, _ in row_t["pred_relevant_windows"])
+
+
+def test_predict_without_checkpoint_is_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", "--run", str(tmp_path), "--split", "val"]) == 1
+    assert "config.yaml" in capsys.readouterr().err
+
+
+def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sidetune.demo import main as demo_main
+
+    assert (
+        demo_main(["--out", str(tmp_path), "--videos", "12", "--epochs", "1", "--no-progress"]) == 0
+    )
+    out = capsys.readouterr().out
+    table = out[out.index("official QVHighlights metrics") :]
+    assert "MR-full-mAP" in table and "HL-min-VeryGood-Hit1" in table and "test" in table
+    assert (tmp_path / "preds_val.jsonl").is_file() and (
+        tmp_path / "preds_test_metrics.json"
+    ).is_file()
