@@ -1,0 +1,220 @@
+"""TDS side blocks: the trainable temporal encoder that runs beside the frozen CLIP.
+
+One :class:`TDSBlock` per CLIP layer. Tokens are ``(B, T, N, D)``: B videos, T segments,
+N = h * w patches, side width D. Order inside a block (Fig. 3b):
+
+(a) temporal branch  ``x + TD(conv1x1(dwconv_t(conv1x1(BN(x)))))``
+(b) attention        patch queries; keys / values = shifted CLS of the CLIP tap + patches
+(c) MLP              ``x + fc2(GELU(fc1(BN(x))))``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import Tensor, nn
+
+from sidetune.recognition.adapters import TDAdapter, TDReference, TokenBatchNorm, temporal_depthwise
+
+
+def cls_token_shift(cls: Tensor) -> Tensor:
+    """Shift the CLS token along time (TokenShift): (B, T, D) -> (B, T, D).
+
+    Frame t receives channels ``[:D//2]`` from frame ``t + 1`` and ``[D//2:]`` from frame
+    ``t - 1``; the missing neighbours at both ends are zeros.
+    """
+    fold = cls.shape[-1] // 2
+    out = torch.zeros_like(cls)
+    out[:, :-1, :fold] = cls[:, 1:, :fold]
+    out[:, 1:, fold:] = cls[:, :-1, fold:]
+    return out
+
+
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    """Stochastic depth per video: x (B, ...)."""
+    if p == 0.0 or not training:
+        return x
+    keep = torch.empty(
+        (x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device
+    ).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+class SideProjection(nn.Module):
+    """LayerNorm(W) + Linear(W -> D) from a frozen CLIP tap to the side width.
+
+    The tap is an inference tensor of the frozen model; only it is kept for backward (the
+    normalised W-wide copy is recomputed), which halves what each layer's tap costs.
+    tap: (M, L, W) -> (M, L, D).
+    """
+
+    def __init__(self, width: int, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, eps=eps)
+        self.linear = nn.Linear(width, dim)
+
+    def _project(self, tap: Tensor) -> Tensor:
+        return self.linear(self.norm(tap))
+
+    def forward(self, tap: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and self.linear.weight.requires_grad:
+            out: Tensor = torch.utils.checkpoint.checkpoint(self._project, tap, use_reentrant=False)
+            return out
+        return self._project(tap)
+
+
+class TemporalBranch(nn.Module):
+    """(a): BN3d -> 1x1x1 -> depthwise (3, 1, 1) -> 1x1x1 -> TD-Adapter (or identity)."""
+
+    def __init__(self, dim: int, td: TDAdapter | None) -> None:
+        super().__init__()
+        self.norm = TokenBatchNorm(dim)
+        self.pw1 = nn.Linear(dim, dim)
+        self.dw_weight = nn.Parameter(torch.empty(dim, 3))
+        self.dw_bias = nn.Parameter(torch.zeros(dim))
+        self.pw2 = nn.Linear(dim, dim)
+        self.td = td
+        nn.init.kaiming_uniform_(self.dw_weight, a=math.sqrt(5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.pw2(temporal_depthwise(self.pw1(self.norm(x)), self.dw_weight, self.dw_bias))
+        return y if self.td is None else self.td(y)
+
+
+class SideAttention(nn.Module):
+    """(b): multi-head attention, queries = patches, keys / values = [shifted CLS; patches].
+
+    A shared learnable position embedding is added to the patches, then one pre-LayerNorm.
+    x: (B, T, N, D), cls: (B, T, D), pos: (N, D) -> (B, T, N, D) (the residual update).
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, cls: Tensor, pos: Tensor) -> Tensor:
+        b, t, n, d = x.shape
+        tokens = torch.cat([cls_token_shift(cls).unsqueeze(2), x + pos], dim=2)  # (B, T, N+1, D)
+        tokens = self.norm(tokens).reshape(b * t, n + 1, d)
+        hd = d // self.heads
+        qkv = self.qkv(tokens).reshape(b * t, n + 1, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0, :, :, 1:], qkv[1], qkv[2]  # queries: patches only
+        y = F.scaled_dot_product_attention(q, k, v)  # (BT, heads, N, hd)
+        return self.out(y.transpose(1, 2).reshape(b, t, n, d))
+
+
+class SideMLP(nn.Module):
+    """(c): BN3d pre-norm -> Linear(D, rD) -> GELU -> Linear(rD, D)."""
+
+    def __init__(self, dim: int, ratio: float = 4.0) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.norm = TokenBatchNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(self.norm(x))))
+
+
+class TDSBlock(nn.Module):
+    """One TDS block (Fig. 3b); modules passed in (composition), see :func:`build_tds_block`.
+
+    x: (B, T, N, D) side stream; cls: (B, T, D) projected CLS of the matching CLIP layer;
+    pos: (N, D) shared patch position embedding. Returns (B, T, N, D).
+    """
+
+    def __init__(
+        self,
+        temporal: TemporalBranch,
+        attention: SideAttention,
+        mlp: SideMLP,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.temporal = temporal
+        self.attention = attention
+        self.mlp = mlp
+        self.drop_path = drop_path
+
+    def forward(self, x: Tensor, cls: Tensor, pos: Tensor) -> Tensor:
+        x = x + drop_path(self.temporal(x), self.drop_path, self.training)
+        x = x + drop_path(self.attention(x, cls, pos), self.drop_path, self.training)
+        return x + drop_path(self.mlp(x), self.drop_path, self.training)
+
+
+def build_tds_block(
+    dim: int,
+    heads: int,
+    *,
+    mlp_ratio: float = 4.0,
+    td_adapter: bool = True,
+    td_reference: TDReference = "pool",
+    td_kernel: int = 3,
+    td_reduction: int = 16,
+    drop_path: float = 0.0,
+    depth: int = 12,
+) -> TDSBlock:
+    """A side block; without TD-Adapter it is the plain temporal-conv block (Table 3a baseline)."""
+    td = TDAdapter(dim, td_reduction, td_kernel, td_reference) if td_adapter else None
+    block = TDSBlock(
+        TemporalBranch(dim, td), SideAttention(dim, heads), SideMLP(dim, mlp_ratio), drop_path
+    )
+    # GPT-2 / CLIP style scaled init of the residual projections (as in Side4Video's side blocks)
+    attn_std = dim**-0.5
+    proj_std = attn_std * (2 * depth) ** -0.5
+    nn.init.normal_(block.attention.qkv.weight, std=attn_std)
+    nn.init.zeros_(block.attention.qkv.bias)
+    nn.init.normal_(block.attention.out.weight, std=proj_std)
+    nn.init.zeros_(block.attention.out.bias)
+    nn.init.normal_(block.mlp.fc1.weight, std=(2 * dim) ** -0.5)
+    nn.init.normal_(block.mlp.fc2.weight, std=proj_std)
+    return block
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Keep BatchNorm running statistics unchanged (momentum 0) inside the block.
+
+    Used while a checkpointed block is recomputed in backward, so its statistics are updated
+    once per step, not twice.
+    """
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [
+        (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+        for m in bns
+    ]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (mom, tracked) in zip(bns, saved):
+            m.momentum = mom
+            if tracked is not None and m.num_batches_tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def run_block(block: TDSBlock, x: Tensor, cls: Tensor, pos: Tensor, checkpoint: bool) -> Tensor:
+    """Apply ``block``; with ``checkpoint`` keep only its inputs and recompute it in backward."""
+    if not (checkpoint and torch.is_grad_enabled()):
+        return block(x, cls, pos)
+    calls = [0]
+
+    def fn(x: Tensor, cls: Tensor, pos: Tensor) -> Tensor:
+        calls[0] += 1
+        ctx = frozen_batchnorm_stats(block) if calls[0] > 1 else contextlib.nullcontext()
+        with ctx:
+            out: Tensor = block(x, cls, pos)
+        return out
+
+    out: Tensor = torch.utils.checkpoint.checkpoint(fn, x, cls, pos, use_reentrant=False)
+    return out
