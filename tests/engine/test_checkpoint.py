@@ -73,6 +73,39 @@ def test_failed_save_leaves_previous(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+class SideTuned(nn.Module):
+    """A frozen 'backbone' plus a trainable side layer with a BatchNorm buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Linear(8, 8)
+        self.backbone.requires_grad_(False)
+        self.side = nn.Sequential(nn.Linear(8, 2), nn.BatchNorm1d(2))
+
+
+def test_frozen_parameters_are_not_saved(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    m = SideTuned()
+    m.side[1].running_mean.fill_(0.5)
+    d = save_checkpoint(tmp_path / "c", m, {})
+    stored = load_file(str(d / "model.safetensors"))
+    assert not any(k.startswith("backbone.") for k in stored)
+    assert {"side.0.weight", "side.1.running_mean", "side.1.num_batches_tracked"} <= set(stored)
+
+    m2 = SideTuned()
+    m2.backbone.load_state_dict(m.backbone.state_dict())  # the backbone's own checkpoint
+    load_weights(m2, d)
+    for (k, v), (_, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(v, v2), k
+
+    # a trainable tensor missing from the file is an error that names it
+    m3 = SideTuned()
+    m3.backbone.requires_grad_(True)
+    with pytest.raises(CheckpointError, match=r"missing backbone\.bias, backbone\.weight"):
+        load_weights(m3, d)
+
+
 def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"meta\.json"):
         load_meta(tmp_path)

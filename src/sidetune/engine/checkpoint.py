@@ -2,7 +2,9 @@
 
 A checkpoint is a directory::
 
-    model.safetensors   trainable + frozen weights of the (unwrapped) model
+    model.safetensors   trainable parameters and buffers of the (unwrapped) model; frozen
+                        parameters (a side-tuned backbone) are left out: they are rebuilt
+                        from the backbone's own checkpoint when the model is built
     meta.json           config, epoch, step, metrics, best value, RNG states of every rank
     train_state.pt      optimizer / scheduler / grad-scaler state; only tensors and plain
                         containers, loaded with ``torch.load(..., weights_only=True)``
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sidetune.errors import SidetuneError
@@ -58,7 +60,7 @@ def save_checkpoint(
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        save_model(unwrap(model), str(tmp / WEIGHTS))
+        save_file(trainable_state(model), str(tmp / WEIGHTS))
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
         write_json(tmp / META, meta)
@@ -99,18 +101,69 @@ def load_meta(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def _trainable_items(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Trainable parameters and persistent buffers, one name per tensor (the first).
+
+    Shared tensors (e.g. levels with tied weights) appear once; frozen parameters not at all.
+    """
+    items: list[tuple[str, torch.Tensor]] = []
+    seen: set[int] = set()
+    for name, t in unwrap(model).state_dict(keep_vars=True).items():
+        if id(t) in seen or (isinstance(t, nn.Parameter) and not t.requires_grad):
+            continue
+        seen.add(id(t))
+        items.append((name, t))
+    return items
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What ``model.safetensors`` holds, as contiguous CPU copies.
+
+    Copies because safetensors refuses tensors that share storage (views of one buffer).
+    """
+    return {n: t.detach().to("cpu", copy=True).contiguous() for n, t in _trainable_items(model)}
+
+
 def load_weights(model: nn.Module, directory: str | os.PathLike[str], strict: bool = True) -> None:
-    """Load ``model.safetensors`` into the (unwrapped) model, in place."""
+    """Load ``model.safetensors`` into the (unwrapped) model, in place.
+
+    ``strict`` requires every trainable parameter and buffer to be in the file and every
+    tensor of the file to exist in the model; frozen parameters may be absent (they come
+    from the backbone checkpoint) and are loaded when present (older, full checkpoints).
+    """
     path = Path(directory) / WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     try:
-        load_model(unwrap(model), str(path), strict=strict)
-    except RuntimeError as exc:
-        msg = str(exc).replace("\n", " ")
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot read weights: {exc}") from exc
+    target = unwrap(model).state_dict(keep_vars=True)
+    unexpected = sorted(set(tensors) - set(target))
+    missing = sorted({n for n, _ in _trainable_items(model)} - set(tensors))
+    if strict and (missing or unexpected):
         raise CheckpointError(
-            f"{path}: weights do not fit the model built from the config: {msg}"
-        ) from exc
+            f"{path}: weights do not fit the model built from the config: "
+            f"missing {_preview(missing)}, unexpected {_preview(unexpected)}"
+        )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if name not in target:
+                continue
+            dest = target[name]
+            if dest.shape != value.shape:
+                raise CheckpointError(
+                    f"{path}: weights do not fit the model built from the config: {name} "
+                    f"has shape {tuple(value.shape)} in the checkpoint, {tuple(dest.shape)} in the model"
+                )
+            dest.copy_(value)
+
+
+def _preview(names: list[str], n: int = 5) -> str:
+    if not names:
+        return "none"
+    more = f" (+{len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
 
 
 def load_train_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
