@@ -101,6 +101,12 @@ def test_train_predict_evaluate_info(
     meta = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
     assert meta["metrics"]["MR-full-mAP"] == metrics["brief"]["MR-full-mAP"]
 
+    # `sidetune evaluate --run DIR` goes through the same path for a grounding run
+    again = tmp_path / "again.jsonl"
+    assert main(["evaluate", "--run", str(run), "--out", str(again)]) == 0
+    assert "MR-full-mAP" in capsys.readouterr().out
+    assert json.loads((tmp_path / "again_metrics.json").read_text()) == metrics
+
     assert main(["info", "sdst_synthetic", *tiny_overrides(synthetic, run)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("trainable parameters: ") and " / total " in last

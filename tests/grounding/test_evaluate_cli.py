@@ -184,3 +184,18 @@ def test_charades_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "mIoU": 50.0,
     }
     assert "charades: 2 queries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate"], "evaluate needs --gt and --pred (or --run DIR)"),
+        (["evaluate", "--run", "x", "--gt", "g.jsonl"], "do not combine it with --gt/--pred"),
+        (["evaluate", "--run", "no/such/run"], "config.yaml: not found"),
+    ],
+)
+def test_evaluate_argument_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from sidetune.recognition.config import RecognitionConfig, TDSModelConfig
 from sidetune.recognition.model import (
     TDSCLIP,
     ModelBuildError,
+    build_clip_vision,
     build_tds_clip,
     td_layer_mask,
     tds_clip_b16,
@@ -143,3 +145,18 @@ def test_unknown_backbone_is_a_clear_error() -> None:
         build_tds_clip(TDSModelConfig(backbone="vit-huge"))
     with pytest.raises(ModelBuildError, match=r"model\.clip_checkpoint"):
         build_tds_clip(TDSModelConfig(backbone="tiny", clip_checkpoint="/nonexistent/clip"))
+
+
+def test_random_frozen_clip_is_a_function_of_the_config() -> None:
+    # Checkpoints hold only trainable weights, so a checkpoint-less CLIP must rebuild identically.
+    cfg = TDSModelConfig(backbone="tiny")
+    torch.manual_seed(1)
+    a = build_clip_vision(cfg)
+    torch.manual_seed(2)
+    b = build_clip_vision(cfg)
+    c = build_clip_vision(dataclasses.replace(cfg, random_backbone_seed=1))
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert any(
+        not torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values())
+    )

@@ -92,6 +92,12 @@ def test_train_two_epochs_end_to_end(
     assert metrics["views"] == 6.0 and 0.0 <= metrics["top1"] <= metrics["top5"] <= 100.0
     assert json.loads((run_dir / "test_last.json").read_text())["top1"] == metrics["top1"]
 
+    # the same through the CLI: `sidetune evaluate --run DIR` dispatches on the run's task
+    out = run_dir / "cli_eval.json"
+    argv = ["evaluate", "--run", str(run_dir), "--checkpoint", "last", "--out", str(out)]
+    assert main([*argv, "eval.num_crops=3", "eval.num_clips=2"]) == 0
+    assert json.loads(out.read_text()) == metrics
+
 
 def test_undecodable_video_names_the_list_row(synth: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.mp4").write_bytes(b"not a video")

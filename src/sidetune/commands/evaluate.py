@@ -3,14 +3,21 @@
 Scores an official-format predictions jsonl against an annotation jsonl, prints the brief
 metrics as a table and, with ``--out``, writes the full metrics JSON atomically (the official
 QVHighlights evaluator's layout for ``qvhighlights``).
+
+``sidetune evaluate --run DIR [key=value ...]`` evaluates a trained run instead, dispatching on
+its config's task: a grounding run predicts ``--split`` and scores it; a recognition run does
+the multi-view test (``eval.num_crops`` x ``eval.num_clips``) on ``data.val``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
+from sidetune.config import config_task
+from sidetune.errors import SidetuneError
 from sidetune.grounding.annotations import DATASETS, load_annotations
 from sidetune.grounding.metrics import evaluate_predictions
 from sidetune.grounding.predictions import match_qids, read_predictions
@@ -18,8 +25,16 @@ from sidetune.utils.io import write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gt", required=True, metavar="GT.jsonl", help="annotation jsonl")
-    parser.add_argument("--pred", required=True, metavar="PRED.jsonl", help="predictions jsonl")
+    parser.add_argument("--gt", metavar="GT.jsonl", help="annotation jsonl")
+    parser.add_argument("--pred", metavar="PRED.jsonl", help="predictions jsonl")
+    parser.add_argument("--run", metavar="DIR", help="evaluate a trained run directory instead")
+    parser.add_argument(
+        "--split", default="val", choices=("train", "val", "test"), help="with --run (grounding)"
+    )
+    parser.add_argument(
+        "--checkpoint", default="best", help="with --run: best | last (default: best)"
+    )
+    parser.add_argument("overrides", nargs="*", help="with --run: key=value config overrides")
     parser.add_argument(
         "--dataset",
         choices=DATASETS,
@@ -38,6 +53,14 @@ def format_table(brief: dict[str, Any], title: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        if args.gt or args.pred:
+            raise SidetuneError("--run evaluates a trained run; do not combine it with --gt/--pred")
+        return _evaluate_run(args)
+    if not args.gt or not args.pred:
+        raise SidetuneError("evaluate needs --gt and --pred (or --run DIR)")
+    if args.overrides:
+        raise SidetuneError(f"unexpected arguments {args.overrides}: overrides go with --run")
     start = time.perf_counter()
     ground_truth = load_annotations(args.gt, args.dataset, strict=True)
     predictions = read_predictions(args.pred)
@@ -54,4 +77,27 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_json(args.out, metrics)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    config = Path(args.run) / "config.yaml"
+    if not config.is_file():
+        raise SidetuneError(f"{config}: not found; is {args.run} a run directory?")
+    task = config_task(config)
+    if task == "grounding":
+        from sidetune.grounding.recipe import predict
+
+        res = predict(args.run, args.split, args.out, args.overrides, checkpoint=args.checkpoint)
+        if res["metrics"] is None:
+            raise SidetuneError(
+                f"the {args.split} split of {args.run} has no ground truth to score"
+            )
+        print(format_table(res["metrics"]["brief"], f"{args.run} ({args.split})"))
+        print(f"wrote {res['predictions']} and {res['metrics_path']}")
+        return 0
+    from sidetune.recognition.recipe import evaluate_run
+
+    metrics = evaluate_run(args.run, args.overrides, which=args.checkpoint, out=args.out)
+    print(format_table(metrics, f"{args.run} (multi-view test)"))
     return 0

@@ -23,12 +23,15 @@ class TDSModelConfig:
     ``backbone`` names a CLIP vision tower preset (``clip-vit-b16``, ``clip-vit-l14``) or
     ``custom`` (then ``clip_config`` gives every ``CLIPVisionConfig`` field, e.g. a tiny random
     CLIP for tests and the synthetic benchmark). ``clip_checkpoint`` is a local directory in the
-    ``transformers`` layout (``CLIPModel`` or ``CLIPVisionModel``); ``null`` keeps random weights.
+    ``transformers`` layout (``CLIPModel`` or ``CLIPVisionModel``); ``null`` keeps random weights,
+    drawn from ``random_backbone_seed`` so that the frozen random CLIP is a fixed function of the
+    config (checkpoints hold only trainable weights, and a reloaded run must see the same CLIP).
     """
 
     backbone: str = "clip-vit-b16"
     clip_checkpoint: str | None = None
     clip_config: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's fields
+    random_backbone_seed: int = 0
     num_classes: int = 174
     side_dim: int = 320  # D: 320 for B/16, 512 for L/14 (Table 3f)
     side_heads: int = 0  # 0: D // 64

@@ -133,7 +133,11 @@ def build_clip_vision(cfg: TDSModelConfig, weights: bool = True) -> Any:
         except (TypeError, ValueError) as exc:
             raise ModelBuildError(f"model.clip_config: {exc}") from exc
         vcfg._attn_implementation = "sdpa"
-        model = CLIPVisionModel(vcfg)
+        # Own RNG stream: the same config always gives the same frozen random CLIP, whatever
+        # the training seed or what was drawn before.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.random_backbone_seed)
+            model = CLIPVisionModel(vcfg)
     return freeze(model)
 
 
