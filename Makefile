@@ -36,8 +36,13 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
+# Speed and memory benchmarks (not tests): each prints a table and writes bench/results/*.json.
 bench: setup
-	$(PY) -m sidetune.cli bench all
+	$(PY) bench/bench_metrics.py
+	$(PY) bench/bench_sdst_criterion.py --out bench/results/sdst_criterion.json
+	$(PY) bench/bench_sdst_step.py --threads 2
+	$(PY) bench/bench_extract.py
+	$(PY) bench/bench_tds_memory.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
