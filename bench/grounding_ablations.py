@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -84,6 +85,7 @@ def _run_one(
         *extra,
         *VARIANTS[variant],
     ]
+    shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short earlier restarts clean
     t0 = time.perf_counter()
     result = run_training(load_grounding_config("sdst_synthetic", overrides))
     train_s = time.perf_counter() - t0
