@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
 
@@ -26,16 +25,6 @@ from sidetune.nn.position import sinusoidal_position_embedding
 from sidetune.utils.params import count_parameters
 
 FV, FT = 12, 10
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from 2 threads, and on a busy 2-core box OpenMP barriers
-    cost far more than the math; run these tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batch(b: int = 3, k: int = 2, t: int = 9, length: int = 6) -> dict[str, torch.Tensor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,16 +16,6 @@ from sidetune.grounding.rdsa import (
     head_offset_bias,
     reference_points,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from 2 threads, and on a busy 2-core box OpenMP barriers
-    cost far more than the math; run these tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _lerp(x: torch.Tensor, pos: float, length: int, border: bool) -> torch.Tensor:

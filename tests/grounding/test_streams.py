@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -18,16 +16,6 @@ from sidetune.grounding.sparse_stream import (
     refine_references,
 )
 from sidetune.nn.position import sinusoidal_position_embedding
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from 2 threads, and on a busy 2-core box OpenMP barriers
-    cost far more than the math; run these tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_gates_zero_init_and_straight_through_clamp() -> None:

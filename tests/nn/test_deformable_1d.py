@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,16 +14,6 @@ from sidetune.nn.deformable_1d import (
     sample_1d,
     to_index,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from 2 threads, and on a busy 2-core box OpenMP barriers
-    cost far more than the math; run these tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _ramp(t: int, offset: float = 0.0) -> torch.Tensor:

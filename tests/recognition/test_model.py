@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,16 +20,6 @@ from sidetune.recognition.model import (
 )
 from sidetune.recognition.recipe import TDSRecipe
 from sidetune.utils.params import count_parameters
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models: a second OpenMP thread only adds spin-waiting on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TINY: dict[str, Any] = dict(
     backbone="tiny", num_classes=6, side_dim=64, side_heads=2, td_reduction=8

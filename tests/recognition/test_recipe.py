@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from sidetune.cli import main
 from sidetune.config import ConfigError
@@ -22,15 +20,6 @@ from sidetune.recognition.recipe import (
 from sidetune.recognition.synthetic import CLASS_NAMES, generate
 from sidetune.recognition.transforms import EvalTransform
 from sidetune.video.decode import probe
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models: a second OpenMP thread only adds spin-waiting on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
