@@ -68,6 +68,7 @@ def _run_one(
         predict,
         run_training,
     )
+    from sidetune.grounding.synthetic import data_overrides
     from sidetune.utils.io import write_json
 
     torch.set_num_threads(threads)
@@ -75,11 +76,7 @@ def _run_one(
     run_dir = out / "runs" / f"{variant}_s{seed}"
     overrides = [
         f"run_dir={run_dir}",
-        f"data.train={data / 'train.jsonl'}",
-        f"data.val={data / 'val.jsonl'}",
-        f"data.test={data / 'test.jsonl'}",
-        f"data.video_features={data / 'video_features'}",
-        f"data.text_features={data / 'text_features'}",
+        *data_overrides(data),
         f"train.seed={seed}",
         "train.progress=false",
         *extra,

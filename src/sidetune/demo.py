@@ -59,7 +59,7 @@ def run(
         predict,
         run_training,
     )
-    from sidetune.grounding.synthetic import SynthConfig, generate, write
+    from sidetune.grounding.synthetic import SynthConfig, data_overrides, generate, write
     from sidetune.utils.params import count_parameters
 
     t0 = time.perf_counter()
@@ -80,11 +80,7 @@ def run(
         shutil.rmtree(run_dir)
     overrides = [
         f"run_dir={run_dir}",
-        f"data.train={data / 'train.jsonl'}",
-        f"data.val={data / 'val.jsonl'}",
-        f"data.test={data / 'test.jsonl'}",
-        f"data.video_features={data / 'video_features'}",
-        f"data.text_features={data / 'text_features'}",
+        *data_overrides(data),
         f"train.seed={seed}",
         f"train.max_time_s={max_train_minutes * 60:g}",
         f"train.progress={str(progress).lower()}",

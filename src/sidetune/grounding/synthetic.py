@@ -690,6 +690,18 @@ def generate(cfg: SynthConfig) -> SyntheticBenchmark:
     return SyntheticBenchmark(cfg, world, videos, _split_indices(cfg, len(videos)))
 
 
+def data_overrides(root: str | Path) -> list[str]:
+    """``data.*`` overrides that point a grounding config at a set written by :func:`write`."""
+    root = Path(root)
+    return [
+        f"data.train={root / 'train.jsonl'}",
+        f"data.val={root / 'val.jsonl'}",
+        f"data.test={root / 'test.jsonl'}",
+        f"data.video_features={root / 'video_features'}",
+        f"data.text_features={root / 'text_features'}",
+    ]
+
+
 def write(bench: SyntheticBenchmark, out: str | Path) -> dict[str, Any]:
     """Write features, jsonl files and ``synthetic.json`` under ``out``; returns the summary."""
     out = Path(out)
