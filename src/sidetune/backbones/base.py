@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -142,10 +142,22 @@ class TextBackbone(nn.Module, ABC):
     name: str = ""
     depth: int = 0
     width: int = 0
+    max_length: int = 0
+    tokenizer: Any = None  # a transformers tokenizer, loaded from a local directory
+    tokenizer_hint: str = ""  # how to provide a tokenizer, for the error message
 
-    @abstractmethod
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """``{"input_ids": (B, L) long, "attention_mask": (B, L) long}``, padded to the longest."""
+        if self.tokenizer is None:
+            raise BackboneError(f"{self.name}: no tokenizer ({self.tokenizer_hint})")
+        enc = self.tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     @abstractmethod
     def feature_dim(self, project: bool = False) -> int:

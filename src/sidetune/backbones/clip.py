@@ -165,24 +165,11 @@ class CLIPText(TextBackbone):
         self.proj_dim = int(model.config.projection_dim or self.width)
         self.max_length = tc.max_position_embeddings
         self.tokenizer = tokenizer
+        self.tokenizer_hint = "the CLIP checkpoint directory must hold its tokenizer files"
         self.load_report: LoadReport | None = None
 
     def feature_dim(self, project: bool = False) -> int:
         return self.proj_dim if project else self.width
-
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        if self.tokenizer is None:
-            raise BackboneError(
-                f"{self.name}: no tokenizer (the CLIP checkpoint directory must hold its tokenizer files)"
-            )
-        enc = self.tokenizer(
-            list(texts),
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     @torch.no_grad()
     def forward_intermediates(

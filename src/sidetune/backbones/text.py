@@ -145,25 +145,13 @@ class InternVideo2Text(TextBackbone):
         self.has_proj = False  # True once real text_proj weights are loaded
         self.depth = cfg.fusion_layer
         self.width = cfg.hidden_size
+        self.max_length = cfg.max_length
         self.tokenizer = tokenizer
+        self.tokenizer_hint = "pass a local BERT vocab directory, e.g. --tokenizer DIR"
         self.load_report: LoadReport | None = None
 
     def feature_dim(self, project: bool = False) -> int:
         return self.cfg.proj_dim if project else self.cfg.hidden_size
-
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        if self.tokenizer is None:
-            raise BackboneError(
-                f"{self.name}: no tokenizer (pass a local BERT vocab directory, e.g. --tokenizer DIR)"
-            )
-        enc = self.tokenizer(
-            list(texts),
-            padding="longest",
-            truncation=True,
-            max_length=self.cfg.max_length,
-            return_tensors="pt",
-        )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def load(self, path: str, strict: bool = True) -> LoadReport:
         """Load the text-mode layers (and ``text_proj`` if present) from a released checkpoint."""
