@@ -32,7 +32,7 @@ def _unb64(s: str) -> torch.Tensor:
 def get_rng_state() -> dict[str, Any]:
     """All RNG states as a JSON-serialisable dict (no pickling needed to restore it)."""
     version, mt, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     keys = np.asarray(keys)
     state: dict[str, Any] = {
         "python": [version, list(mt), gauss],

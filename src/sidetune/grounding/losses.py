@@ -409,7 +409,7 @@ class _RowNorm(torch.autograd.Function):
 
 
 def _row_norm(x: Tensor) -> Tensor:
-    return _RowNorm.apply(x)  # type: ignore[no-any-return]
+    return _RowNorm.apply(x)
 
 
 def _term_of(key: str) -> str:

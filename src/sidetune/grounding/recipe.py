@@ -89,7 +89,7 @@ def check_feature_shapes(dataset: GroundingDataset, cfg: GroundingConfig) -> Non
 
 
 def forward(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-    return model(*(batch[k] for k in MODEL_INPUTS))  # type: ignore[no-any-return]
+    return model(*(batch[k] for k in MODEL_INPUTS))
 
 
 def predict_rows(
@@ -108,7 +108,7 @@ def evaluate_rows(
     """The official evaluator's output for prediction rows."""
     from sidetune.grounding.metrics import evaluate_predictions
 
-    return evaluate_predictions(list(rows), ground_truth, dataset)  # type: ignore[arg-type]
+    return evaluate_predictions(list(rows), ground_truth, dataset)
 
 
 def brief_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -149,7 +149,7 @@ class GroundingRecipe:
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         outputs = forward(model, batch)
-        return self.criterion(outputs, batch["targets"])  # type: ignore[no-any-return]
+        return self.criterion(outputs, batch["targets"])
 
     def evaluate(self, model: nn.Module, loader: Iterable[Any]) -> dict[str, float]:
         if self.ground_truth is None:
