@@ -151,11 +151,16 @@ def test_checkpoint_with_other_frame_count_is_adapted(tmp_path: Path) -> None:
     assert isinstance(src, InternVideo2Backbone)
     path = tmp_path / "f8.pt"
     torch.save({f"vision_encoder.{k}": v for k, v in src.encoder.state_dict().items()}, path)
-    loaded = create_backbone("internvideo2-tiny", checkpoint=str(path))  # built for 4 frames
+    loaded = create_backbone(  # built for 4 frames, from an 8-frame table
+        "internvideo2-tiny", checkpoint=str(path), checkpoint_frames=8
+    )
     assert isinstance(loaded, InternVideo2Backbone) and loaded.load_report is not None
     assert any(
         a.startswith("pos_embed (1, 33, 64)->(1, 17, 64)") for a in loaded.load_report.adapted
     )
+    # The frame count is never guessed from the length: 32 positions are not 4 square frames.
+    with pytest.raises(CheckpointError, match=r"pos_embed \(1, 33, 64\).*checkpoint_frames=4"):
+        create_backbone("internvideo2-tiny", checkpoint=str(path))
 
 
 def test_key_mismatch_errors_name_file_and_keys(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ def test_tokenizer_and_intermediates(tmp_path: Path) -> None:
     assert text.name == "internvideo2-text-tiny" and text.depth == 3
     batch = text.tokenize(["A man cooks", "the dogs run in the kitchen"])
     ids = batch["input_ids"]
-    assert ids[0, :5].tolist() == [2, 5, 6, 7, 3]  # [CLS] a man cooks [SEP]
-    assert ids[0, 5:].eq(0).all() and ids[1, 0] == 2
+    assert ids[0, :5].tolist() == [2, 5, 6, 7, 0]  # [CLS] a man cooks, no [SEP] (official)
+    assert ids.shape == (2, 40) and ids[0, 4:].eq(0).all() and ids[1, 0] == 2
     assert (
         "[UNK]" not in load_bert_tokenizer(tmp_path).convert_ids_to_tokens(ids[1, 1:4].tolist())[:2]
     )

@@ -37,12 +37,16 @@ def _internvideo2(config_fn: Callable[..., Any], name: str) -> Callable[..., Vid
         frames_per_clip: int | None = None,
         strict: bool = True,
         dtype: torch.dtype | None = None,
+        gelu: str | None = None,
+        transform: str = "eval",
         **kw: Any,
     ) -> VideoBackbone:
         from sidetune.backbones.internvideo2 import InternVideo2Backbone
 
         if frames_per_clip is not None:
             kw["num_frames"] = frames_per_clip  # checkpoint pos_embed is interpolated on load
+        if gelu is not None:
+            kw["gelu_approximate"] = gelu_approximate(gelu)
         try:
             cfg = config_fn(**kw)
         except TypeError as exc:
@@ -51,10 +55,10 @@ def _internvideo2(config_fn: Callable[..., Any], name: str) -> Callable[..., Vid
             # Every weight will be overwritten: skip the random init (1B/6B init is slow and
             # would briefly hold an fp32 copy).
             with torch.device("meta"):
-                model = InternVideo2Backbone(cfg, name=name)
+                model = InternVideo2Backbone(cfg, name=name, transform=transform)
             model = model.to(dtype or torch.float32).to_empty(device="cpu")
         else:
-            model = InternVideo2Backbone(cfg, name=name)
+            model = InternVideo2Backbone(cfg, name=name, transform=transform)
             if dtype is not None:
                 model = model.to(dtype)
         if checkpoint is not None:
@@ -70,6 +74,7 @@ def _clip(name: str) -> Callable[..., VideoBackbone]:
         frames_per_clip: int | None = None,
         strict: bool = True,
         dtype: torch.dtype | None = None,
+        transform: str | None = None,
         **kw: Any,
     ) -> VideoBackbone:
         from sidetune.backbones.clip import CLIPVideo, load_clip_model
@@ -78,10 +83,22 @@ def _clip(name: str) -> Callable[..., VideoBackbone]:
             raise BackboneError(f"{name}: unknown options {sorted(kw)}")
         model, report = load_clip_model(name, checkpoint, strict=strict)
         backbone = CLIPVideo(model, name=name, frames_per_clip=frames_per_clip or 1)
+        if transform is not None:  # CLIP's own preprocessing is "crop"
+            backbone.transform = backbone.transform.preset(transform)
         backbone.load_report = report
         return backbone.to(dtype) if dtype is not None else backbone
 
     return build
+
+
+GELU_CHOICES: tuple[str, ...] = ("erf", "tanh")
+
+
+def gelu_approximate(gelu: str) -> str:
+    """``"erf"`` -> ``"none"`` (exact GELU), ``"tanh"`` -> ``"tanh"`` (``nn.GELU`` spelling)."""
+    if gelu not in GELU_CHOICES:
+        raise BackboneError(f"unknown GELU {gelu!r} (choose from {', '.join(GELU_CHOICES)})")
+    return "none" if gelu == "erf" else "tanh"
 
 
 def _registry() -> dict[str, Callable[..., VideoBackbone]]:
@@ -124,7 +141,10 @@ def create_backbone(name: str, checkpoint: PathLike | None = None, **kw: Any) ->
 
     Options: ``frames_per_clip`` (InternVideo2: frames per clip input, default 4; CLIP: frames
     averaged per clip, default 1), ``strict`` (missing / unexpected keys are errors),
-    ``dtype``; InternVideo2 also accepts config overrides (e.g. ``gelu_approximate="tanh"``).
+    ``dtype``, ``transform`` (``"eval"`` | ``"demo"`` | ``"crop"``; InternVideo2 default
+    ``"eval"``, CLIP ``"crop"``). InternVideo2 also: ``gelu`` (``"erf"`` default, ``"tanh"``
+    as the official fused MLP), ``checkpoint_frames`` (frames of the checkpoint's
+    ``pos_embed``, default 4) and other config overrides.
     """
     registry = _registry()
     if name not in registry:
@@ -132,6 +152,58 @@ def create_backbone(name: str, checkpoint: PathLike | None = None, **kw: Any) ->
     model = registry[name](checkpoint=checkpoint, **kw)
     freeze(model)
     return model
+
+
+def describe_backbone(name: str) -> dict[str, Any]:
+    """What a video backbone produces, without building it (for metadata and resume checks).
+
+    ``{"depth", "frames_per_clip", "transform", "dims": {pool: F}}`` from the named variant's
+    architecture (a checkpoint of another size fails to load anyway).
+    """
+    if name.startswith("internvideo2-"):
+        from sidetune.backbones.internvideo2 import (
+            internvideo2_1b_config,
+            internvideo2_6b_config,
+            internvideo2_tiny_config,
+        )
+
+        fns = {"1b": internvideo2_1b_config, "6b": internvideo2_6b_config}
+        cfg = fns.get(name.removeprefix("internvideo2-"), internvideo2_tiny_config)()
+        dims = {"adaptive": cfg.clip_embed_dim, "cls": cfg.embed_dim, "mean": cfg.embed_dim}
+        return {
+            "depth": cfg.depth,
+            "frames_per_clip": cfg.num_frames,
+            "transform": "eval",
+            "dims": dims,
+        }
+    if name in BACKBONE_NAMES:
+        from sidetune.backbones.clip import CLIP_VARIANTS
+
+        v = CLIP_VARIANTS[name]
+        width, layers = v["vision"][:2]
+        dims = {"adaptive": v["proj"], "cls": width, "mean": width}
+        return {"depth": layers, "frames_per_clip": 1, "transform": "crop", "dims": dims}
+    raise BackboneError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONE_NAMES)})")
+
+
+def describe_text_backbone(name: str) -> dict[str, Any]:
+    """``{"name", "depth", "dims": {"hidden": F, "projected": F}}`` of the text tower for ``name``."""
+    text_name = text_backbone_for(name)
+    if text_name.startswith("clip-"):
+        from sidetune.backbones.clip import CLIP_VARIANTS
+
+        width, layers = CLIP_VARIANTS[text_name]["text"][:2]
+        dims = {"hidden": width, "projected": CLIP_VARIANTS[text_name]["proj"]}
+        return {"name": text_name, "depth": layers, "dims": dims}
+    from sidetune.backbones.text import internvideo2_text_config, internvideo2_text_tiny_config
+
+    tcfg = (
+        internvideo2_text_tiny_config()
+        if text_name.endswith("tiny")
+        else internvideo2_text_config()
+    )
+    dims = {"hidden": tcfg.hidden_size, "projected": tcfg.proj_dim}
+    return {"name": text_name, "depth": tcfg.fusion_layer, "dims": dims}
 
 
 def text_backbone_for(name: str) -> str:
@@ -151,17 +223,24 @@ def create_text_backbone(
     tokenizer: PathLike | Any | None = None,
     strict: bool = True,
     dtype: torch.dtype | None = None,
+    add_sep: bool = False,
+    normalize_text: bool = False,
     **kw: Any,
 ) -> TextBackbone:
     """Build the text tower for ``name`` (a text name or a video backbone name), frozen.
 
     ``tokenizer``: a local directory (BERT ``vocab.txt`` / CLIP ``vocab.json`` + ``merges.txt``)
     or a ready tokenizer object; CLIP defaults to the checkpoint directory.
+    InternVideo2 only: ``add_sep`` (``[CLS] X [SEP]``, the Hugging Face form, instead of the
+    official ``[CLS] X``), ``normalize_text`` (the official ``pre_text`` caption normalisation).
     """
     text_name = text_backbone_for(name)
     model: TextBackbone
     if text_name.startswith("clip-"):
         from sidetune.backbones.clip import CLIPText, load_clip_model, load_clip_tokenizer
+
+        if add_sep or normalize_text:
+            raise BackboneError(f"{text_name}: add_sep / normalize_text are InternVideo2 options")
 
         clip_model, report = load_clip_model(text_name, checkpoint, strict=strict)
         tok = tokenizer
@@ -190,7 +269,9 @@ def create_text_backbone(
             if isinstance(tokenizer, str | os.PathLike)
             else tokenizer
         )
-        iv_text = InternVideo2Text(cfg, tokenizer=tok, name=text_name)
+        iv_text = InternVideo2Text(
+            cfg, tokenizer=tok, name=text_name, add_sep=add_sep, normalize_text=normalize_text
+        )
         if checkpoint is not None:
             iv_text.load(str(checkpoint), strict=strict)
         model = iv_text
@@ -202,6 +283,7 @@ def create_text_backbone(
 
 __all__ = [
     "BACKBONE_NAMES",
+    "GELU_CHOICES",
     "POOLS",
     "BackboneError",
     "CheckpointError",
@@ -211,6 +293,9 @@ __all__ = [
     "VideoBackbone",
     "create_backbone",
     "create_text_backbone",
+    "describe_backbone",
+    "describe_text_backbone",
+    "gelu_approximate",
     "list_backbones",
     "parse_layers",
     "resolve_layers",

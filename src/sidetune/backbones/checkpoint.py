@@ -3,8 +3,9 @@
 Released checkpoints come in many wrappers: DeepSpeed / DDP files hold ``{"module": sd}`` or
 ``{"model": sd}``, keys may carry ``module.`` (DDP) and a sub-model prefix such as
 ``vision_encoder.`` or ``text_encoder.bert.``. :func:`read_state_dict` reads any of
-``.safetensors``, ``.pt``/``.pth``/``.bin`` (``torch.load(weights_only=True)``: nothing is
-unpickled beyond tensors and plain containers) or a directory holding one of them;
+``.safetensors``, ``.pt``/``.pth``/``.bin`` (``torch.load(weights_only=True)``; files that also
+pickle config objects go through a restricted unpickler that never runs their code) or a
+directory holding one of them;
 :func:`select_prefix` unwraps and strips prefixes; :func:`load_checked` loads into a module and
 returns a :class:`LoadReport` (missing / unexpected / ignored / adapted keys), raising
 :class:`CheckpointError` when required weights are missing or shapes disagree.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,14 +107,25 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
 
             obj: object = load_file(str(file), device="cpu")
         else:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
+            obj = _torch_load(file)
     except Exception as exc:  # torch/safetensors raise many types for bad or unsafe files
         raise CheckpointError(
-            f"{file}: cannot read checkpoint ({type(exc).__name__}: {exc}); only tensors and plain "
-            "containers are loaded (weights_only=True) — re-save the state dict alone if needed"
+            f"{file}: cannot read checkpoint ({type(exc).__name__}: {exc})"
         ) from exc
     state = unwrap(obj, file)
     return state
+
+
+def _torch_load(file: Path) -> object:
+    """``weights_only`` load; a file that pickles other objects too (e.g. the official
+    training script's ``{"model": sd, "config": EasyDict}``) is read with the restricted
+    unpickler of :mod:`sidetune.interop.safe_pickle`, which never runs the file's code."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        from sidetune.interop.safe_pickle import safe_load
+
+        return safe_load(file)
 
 
 def unwrap(obj: object, path: str | os.PathLike[str] = "<checkpoint>") -> StateDict:

@@ -22,12 +22,16 @@ Parameter names follow the released checkpoints, so a state dict keyed
   pool 16 heads for both; RMSNorm eps 1e-6, pool LayerNorm eps 1e-5.
 * ignored on load (distillation-only heads, unused at inference): ``clip_pos_embed``,
   ``clip_img_pos_embed``, ``clip_decoder.*``, ``final_clip_decoder.*``.
-* assumed: exact (erf) GELU in the MLP — the training code's fused MLP used the tanh
-  approximation; pass ``gelu_approximate="tanh"`` to match it (differences are ~1e-3).
+* GELU: exact (erf) by default, as the official ``Mlp`` (``nn.GELU``) that the demo runs
+  with ``use_fused_mlp=False``; the training and zero-shot retrieval configs use flash-attn's
+  ``FusedMLP``, whose activation is the tanh approximation: ``gelu_approximate="tanh"``
+  (``create_backbone(..., gelu="tanh")``, ``--gelu tanh``) matches those.
 
 Temporal handling: one clip of ``N`` frames is one input of ``N`` frames (tubelet 1 -> ``N``
-temporal positions); ``pos_embed`` is linearly interpolated along time when ``N`` differs from
-the size it was trained with (at load time and, if needed, on the fly).
+temporal positions). On load, ``pos_embed`` is adapted from the checkpoint's frame count
+(``checkpoint_frames``, 4 for the stage-2 releases) and grid to the model's: linear in time,
+bicubic in space, as ``interpolate_pos_embed_internvideo2_new``; inputs of yet another size
+are adapted on the fly the same way.
 """
 
 from __future__ import annotations
@@ -43,12 +47,13 @@ from torch import nn
 from sidetune.backbones.base import Pool, VideoBackbone, check_clips, check_pool
 from sidetune.backbones.checkpoint import (
     Adapter,
+    CheckpointError,
     LoadReport,
     load_checked,
     read_state_dict,
     select_prefix,
 )
-from sidetune.video.transforms import IMAGENET_MEAN, IMAGENET_STD, VideoTransform
+from sidetune.video.transforms import IMAGENET_MEAN, IMAGENET_STD, video_transform
 
 # Keys of the released checkpoints that exist only for stage-1/2 distillation.
 IGNORED_KEYS = ("clip_pos_embed", "clip_img_pos_embed", "clip_decoder.*", "final_clip_decoder.*")
@@ -71,7 +76,8 @@ class InternVideo2Config:
     attn_pool_num_heads: int = 16
     sep_image_video_pos_embed: bool = True
     norm_eps: float = 1e-6
-    gelu_approximate: str = "none"
+    gelu_approximate: str = "none"  # "none": exact erf GELU; "tanh": the fused MLP's
+    checkpoint_frames: int = 4  # frames the checkpoint's pos_embed was trained for (loading)
 
     @property
     def grid(self) -> int:
@@ -228,25 +234,26 @@ class AttentionPool(nn.Module):
 def interpolate_pos_embed(pos: torch.Tensor, src_t: int, dst_t: int, dst_grid: int) -> torch.Tensor:
     """Resize a joint ``(1, 1 + T*g*g, D)`` position embedding to ``dst_t`` x ``dst_grid``².
 
-    Time: linear interpolation; space: bicubic. The CLS position is kept as is.
+    ``src_t`` is the table's frame count (its grid ``g`` follows). As the official
+    ``interpolate_pos_embed_internvideo2_new``: time first (linear), then space (bicubic), in
+    the same tensor layouts; the CLS position is kept as is.
     """
-    cls_pos, grid_pos = pos[:, :1], pos[:, 1:]
+    cls_pos, x = pos[:, :1], pos[:, 1:]
     d = pos.shape[-1]
-    src_grid = math.isqrt(grid_pos.shape[1] // src_t)
-    if src_t * src_grid * src_grid != grid_pos.shape[1]:
+    src_grid = math.isqrt(x.shape[1] // src_t) if src_t > 0 else 0
+    if src_t < 1 or src_t * src_grid * src_grid != x.shape[1]:
         raise ValueError(
-            f"cannot split {grid_pos.shape[1]} positions into {src_t} frames of a square grid"
+            f"cannot split {x.shape[1]} positions into {src_t} frames of a square grid"
         )
-    x = grid_pos.reshape(1, src_t, src_grid, src_grid, d).float()
-    if src_grid != dst_grid:
-        x = x.reshape(src_t, src_grid, src_grid, d).permute(0, 3, 1, 2)
+    if src_t != dst_t:  # (1, T*HW, D) -> (HW, D, T) -> linear -> (1, T'*HW, D)
+        x = x.reshape(1, src_t, -1, d).permute(0, 2, 3, 1).reshape(-1, d, src_t)
+        x = F.interpolate(x, size=dst_t, mode="linear")
+        x = x.reshape(1, -1, d, dst_t).permute(0, 3, 1, 2).reshape(1, -1, d)
+    if src_grid != dst_grid:  # (1, T'*g*g, D) -> (T', D, g, g) -> bicubic -> (1, T'*g'*g', D)
+        x = x.reshape(dst_t, src_grid, src_grid, d).permute(0, 3, 1, 2)
         x = F.interpolate(x, size=(dst_grid, dst_grid), mode="bicubic", align_corners=False)
-        x = x.permute(0, 2, 3, 1).reshape(1, src_t, dst_grid, dst_grid, d)
-    if src_t != dst_t:
-        x = x.permute(0, 2, 3, 4, 1).reshape(1, dst_grid * dst_grid * d, src_t)
-        x = F.interpolate(x, size=dst_t, mode="linear", align_corners=False)
-        x = x.reshape(1, dst_grid, dst_grid, d, dst_t).permute(0, 4, 1, 2, 3)
-    return torch.cat([cls_pos, x.reshape(1, -1, d).to(pos.dtype)], dim=1)
+        x = x.permute(0, 2, 3, 1).reshape(1, -1, d)
+    return torch.cat([cls_pos, x], dim=1)
 
 
 class InternVideo2Vision(nn.Module):
@@ -325,20 +332,26 @@ class InternVideo2Vision(nn.Module):
 
 
 def _adapt_pos_embed(model: InternVideo2Vision) -> Adapter:
+    """Resize the checkpoint's position tables from what they were trained for.
+
+    ``pos_embed`` was trained for ``cfg.checkpoint_frames`` frames (the official
+    ``origin_num_frames``); its grid follows from its length. ``img_pos_embed`` has one frame.
+    Never guessed from the model's own grid: a 112- or 448-px model's token count can divide
+    the checkpoint's and look like a frame-count change.
+    """
+
     def adapt(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
         if key not in ("pos_embed", "img_pos_embed") or value.ndim != 3:
             return None
-        g = model.cfg.grid
-        n = value.shape[1] - 1
-        dst_t = (target.shape[1] - 1) // (g * g)
-        if n % (g * g) == 0:
-            src_t = n // (g * g)  # same spatial grid, different number of frames
-        else:
-            src_t = dst_t if key == "pos_embed" else 1
+        src_t = model.cfg.checkpoint_frames if key == "pos_embed" else 1
+        dst_t = model.t_size if key == "pos_embed" else 1
         try:
-            return interpolate_pos_embed(value, src_t, dst_t, g)
-        except ValueError:
-            return None
+            return interpolate_pos_embed(value, src_t, dst_t, model.cfg.grid)
+        except ValueError as exc:
+            raise CheckpointError(
+                f"{key} {tuple(value.shape)}: {exc}; the checkpoint's frame count is taken "
+                f"as checkpoint_frames={src_t} (pass the right one)"
+            ) from exc
 
     return adapt
 
@@ -385,6 +398,7 @@ class InternVideo2Backbone(VideoBackbone):
         cfg: InternVideo2Config,
         name: str = "internvideo2",
         frames_per_clip: int | None = None,
+        transform: str = "eval",
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -393,7 +407,8 @@ class InternVideo2Backbone(VideoBackbone):
         self.depth = cfg.depth
         self.width = cfg.embed_dim
         self.frames_per_clip = frames_per_clip or cfg.num_frames
-        self.transform = VideoTransform(size=cfg.img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        # Default: the official eval transform (whole frame, bicubic, no crop).
+        self.transform = video_transform(transform, cfg.img_size, IMAGENET_MEAN, IMAGENET_STD)
         self.load_report: LoadReport | None = None
 
     def feature_dim(self, pool: Pool) -> int:

@@ -36,6 +36,7 @@ from sidetune.backbones.checkpoint import (
     read_state_dict,
     strip_module_prefix,
 )
+from sidetune.backbones.tokenization import tokenize_bert
 
 _PREFIXES = ("text_encoder.bert.", "text_encoder.", "bert.")
 _IGNORED = ("*crossattention*", "embeddings.position_ids", "cls.*", "pooler.*")
@@ -125,9 +126,16 @@ class InternVideo2Text(TextBackbone):
     """
 
     def __init__(
-        self, cfg: BertTextConfig, tokenizer: Any = None, name: str = "internvideo2-text"
+        self,
+        cfg: BertTextConfig,
+        tokenizer: Any = None,
+        name: str = "internvideo2-text",
+        add_sep: bool = False,
+        normalize_text: bool = False,
     ) -> None:
         super().__init__()
+        self.add_sep = add_sep  # False: the official "[CLS] X"; True: Hugging Face "[CLS] X [SEP]"
+        self.normalize_text = normalize_text  # the official pre_text caption normalisation
         self.cfg = cfg
         self.name = name
         bert_cfg = BertConfig(
@@ -152,6 +160,18 @@ class InternVideo2Text(TextBackbone):
 
     def feature_dim(self, project: bool = False) -> int:
         return self.cfg.proj_dim if project else self.cfg.hidden_size
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """InternVideo2's format: ``[CLS] X`` padded to ``max_length`` (see ``tokenization``)."""
+        if self.tokenizer is None:
+            raise BackboneError(f"{self.name}: no tokenizer ({self.tokenizer_hint})")
+        return tokenize_bert(
+            self.tokenizer,
+            texts,
+            self.max_length,
+            add_sep=self.add_sep,
+            normalize=self.normalize_text,
+        )
 
     def load(self, path: str, strict: bool = True) -> LoadReport:
         """Load the text-mode layers (and ``text_proj`` if present) from a released checkpoint."""

@@ -4,36 +4,43 @@ Output layout (what SDST trains on, see :mod:`sidetune.features.store`)::
 
     OUT/video_features/{vid}.npz      key "features",          [K, T, F_v] float16
     OUT/text_features/qid{qid}.npz    key "last_hidden_state", [K, L, F_t] float16 (real tokens only)
-    OUT/extract_meta.json             backbone, layers, pooling, clip length, dims (checked on resume)
+    OUT/extract_meta.json             backbone, layers, pooling, clip length, transform, GELU,
+                                      text format, dims (checked on every run)
     OUT/extract_failures.json         {vid: reason} of videos that could not be read
 
-Each video is decoded in a background thread as a stream of clip batches
-(:func:`sidetune.video.decode.iter_clips`), so decoding overlaps the forward passes and a long
-video is never fully in memory. Finished files are skipped on the next run (resume); every
-file is written atomically, so an interrupted run leaves no half-written feature.
+Videos are decoded in worker processes (or a background thread) as batches of transformed
+clips (:mod:`sidetune.features.decoding`), so decoding overlaps the forward passes and a long
+video is never fully in memory. Finished files are skipped on the next run (resume), and the
+backbones are only built when something is left to do; every file is written atomically.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) rank ``r`` of ``W`` takes videos ``r, r + W, ...`` and
+queries likewise, of the same sorted-by-input lists on every rank; the failures of all ranks
+are gathered into one ``extract_failures.json``. Files are per video / query, so the union of
+the ranks' files is what one process would write, and a rerun after any rank died resumes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from sidetune.backbones.base import Pool, TextBackbone, VideoBackbone, check_pool
 from sidetune.errors import SidetuneError
+from sidetune.features.decoding import ClipStream, decoded_chunks, prefetch
+from sidetune.features.extract_meta import check_meta, read_meta, text_meta, video_meta
+from sidetune.features.progress import Progress
 from sidetune.features.store import save_text_features, save_video_features
 from sidetune.utils.io import write_json
-from sidetune.video.decode import VIDEO_EXTENSIONS, VideoDecodeError, iter_clips
+from sidetune.video.decode import VIDEO_EXTENSIONS
 
 VIDEO_DIR = "video_features"
 TEXT_DIR = "text_features"
@@ -43,8 +50,6 @@ FAILURES_FILE = "extract_failures.json"
 # Seconds per clip by dataset (the SDST paper: 0.5 fps for QVHighlights / TACoS, 1 fps Charades-STA).
 DATASET_CLIP_LENGTH: dict[str, float] = {"qvhighlights": 2.0, "tacos": 2.0, "charades": 1.0}
 _DATASET_ALIASES = {"qvh": "qvhighlights", "charades_sta": "charades", "charades-sta": "charades"}
-
-T = TypeVar("T")
 
 
 class ExtractError(SidetuneError, ValueError):
@@ -73,6 +78,14 @@ class ExtractConfig:
     project_text: bool = False
     overwrite: bool = False
     progress: bool = True
+    backbone: str | None = None  # name, needed when the backbone is passed as a factory
+    transform: str | None = None  # "eval" | "demo" | "crop"; None: the backbone's default
+    gelu: str | None = None  # recorded only: the GELU the factory builds ("erf" | "tanh")
+    add_sep: bool = False  # text "[CLS] X [SEP]" (Hugging Face) instead of "[CLS] X" (official)
+    pre_text: bool = False  # the official caption normalisation
+    workers: int = 0  # decoding processes (0: a background thread)
+    rank: int = 0  # this process's shard
+    world_size: int = 1
 
 
 @dataclass
@@ -85,6 +98,7 @@ class ExtractSummary:
     clips: int = 0
     seconds: float = 0.0
     failures_path: Path | None = None
+    all_failed: dict[str, str] = field(default_factory=dict)  # every rank's failures
 
     def lines(self) -> list[str]:
         rate = self.videos_done / self.seconds if self.seconds > 0 else 0.0
@@ -173,15 +187,18 @@ def index_videos(videos_dir: Path) -> dict[str, Path]:
     return found
 
 
-def pick_device(device: str) -> torch.device:
+def pick_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when a GPU is visible, else CPU; ``cuda`` -> ``cuda:<local_rank>``."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise ExtractError(f"--device: bad device {device!r} ({exc})") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ExtractError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
     return dev
 
 
@@ -192,47 +209,20 @@ def autocast_for(device: torch.device, amp: bool) -> AbstractContextManager[Any]
     return nullcontext()
 
 
-def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Iterate ``items`` in a background thread, up to ``depth`` items ahead.
-
-    PyAV releases the GIL while decoding, so decode + resize overlap the forward pass.
-    Exceptions raised by the producer are re-raised in the consumer.
-    """
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", None))
-        except BaseException as exc:  # handed to the consumer thread
-            q.put(("error", exc))
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # drain so a blocked producer can finish
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
+@torch.no_grad()
+def encode_clips(
+    backbone: VideoBackbone,
+    frames: torch.Tensor,
+    layers: Sequence[int],
+    pool: Pool,
+    device: torch.device,
+    amp: bool,
+) -> torch.Tensor:
+    """Transformed clips ``(C, N, 3, S, S)`` -> pooled features ``(K, C, F)`` float32 on CPU."""
+    clips = frames.to(device, non_blocking=True)
+    with autocast_for(device, amp):
+        feats = backbone.forward_intermediates(clips, layers, pool)
+    return feats.float().cpu()
 
 
 @torch.no_grad()
@@ -248,16 +238,25 @@ def extract_video_features(
     device: torch.device,
     amp: bool = True,
 ) -> np.ndarray:
-    """Features of one video: ``[K, T, F]`` float32, one vector per ``clip_length``-second clip."""
-    chunks = iter_clips(
-        path, clip_length, frames_per_clip, transform=backbone.transform, chunk_size=batch_size
+    """Features of one video: ``[K, T, F]`` float32, one vector per ``clip_length``-second clip.
+
+    Raises :class:`~sidetune.video.decode.VideoDecodeError` for an unreadable video.
+    """
+    stream = ClipStream(
+        [(path.stem, path)],
+        clip_length=clip_length,
+        frames_per_clip=frames_per_clip,
+        transform=backbone.transform,
+        batch_size=batch_size,
     )
     outputs: list[torch.Tensor] = []
-    for chunk in prefetch(chunks):
-        clips = chunk.frames.to(device, non_blocking=True)  # (C, N, 3, S, S)
-        with autocast_for(device, amp):
-            feats = backbone.forward_intermediates(clips, layers, pool)  # (K, C, F)
-        outputs.append(feats.float().cpu())
+    for item in prefetch(stream.decode(path.stem, path)):
+        if item.error is not None:
+            from sidetune.video.decode import VideoDecodeError
+
+            raise VideoDecodeError(path, item.error.split(": cannot decode video: ", 1)[-1])
+        if item.frames is not None:
+            outputs.append(encode_clips(backbone, item.frames, layers, pool, device, amp))
     return torch.cat(outputs, dim=1).numpy()
 
 
@@ -298,116 +297,145 @@ def text_layer_choice(cfg: ExtractConfig) -> Sequence[int] | None:
     return list(range(-len(cfg.layers), 0))
 
 
-def _meta(
-    cfg: ExtractConfig,
-    backbone: VideoBackbone | None,
-    text: TextBackbone | None,
-    clip_length: float,
-    fpc: int,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"clip_length": clip_length, "frames_per_clip": fpc, "pool": cfg.pool}
+BackboneArg = VideoBackbone | Callable[[], VideoBackbone] | None
+TextArg = TextBackbone | Callable[[], TextBackbone] | None
+
+
+def _name_of(x: Any, fallback: str | None, what: str) -> VideoBackbone | TextBackbone | str:
+    if isinstance(x, VideoBackbone | TextBackbone):
+        return x
+    if fallback is None:
+        raise ExtractError(f"a {what} factory needs ExtractConfig.backbone (its name)")
+    return fallback
+
+
+def _build_meta(cfg: ExtractConfig, backbone: Any, text: Any, clip_length: float) -> dict[str, Any]:
+    meta: dict[str, Any] = {"clip_length": clip_length, "pool": cfg.pool}
     if backbone is not None:
-        meta["backbone"] = backbone.name
-        meta["layers"] = backbone.resolve_layers(cfg.layers)
-        meta["video_dim"] = backbone.feature_dim(cfg.pool)
+        meta.update(
+            video_meta(
+                _name_of(backbone, cfg.backbone, "video backbone"),  # type: ignore[arg-type]
+                layers=cfg.layers,
+                pool=cfg.pool,
+                clip_length=clip_length,
+                frames_per_clip=cfg.frames_per_clip,
+                transform=cfg.transform,
+                gelu=cfg.gelu,
+            )
+        )
     if text is not None:
-        meta["text_backbone"] = text.name
-        meta["text_layers"] = text.resolve_layers(text_layer_choice(cfg))
-        meta["text_dim"] = text.feature_dim(cfg.project_text)
+        meta.update(
+            text_meta(
+                _name_of(text, cfg.backbone, "text backbone"),  # type: ignore[arg-type]
+                layers=text_layer_choice(cfg),
+                project=cfg.project_text,
+                add_sep=cfg.add_sep,
+                pre_text=cfg.pre_text,
+            )
+        )
     return meta
 
 
-def _check_meta(path: Path, meta: dict[str, Any], overwrite: bool) -> None:
-    """Refuse to mix features of different settings in one output directory."""
-    if overwrite or not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return
-    diff = {k: (old.get(k), v) for k, v in meta.items() if k in old and old.get(k) != v}
-    if diff:
-        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-        raise ExtractError(
-            f"{path}: this output directory holds features made with other settings ({detail}); "
-            "use another --out or pass --overwrite"
-        )
+def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
+    """This rank's share of ``items``: every ``world_size``-th item from position ``rank``."""
+    return list(items[rank::world_size])
 
 
 def run_extraction(
     cfg: ExtractConfig,
-    backbone: VideoBackbone | None,
-    text_backbone: TextBackbone | None = None,
+    backbone: BackboneArg,
+    text_backbone: TextArg = None,
     log: Callable[[str], None] = print,
+    gather: Callable[[Any], list[Any]] | None = None,
 ) -> ExtractSummary:
-    """Extract every video and query named by ``cfg``; skip finished files; record failures."""
+    """Extract every video and query named by ``cfg`` (this rank's shard); skip finished files.
+
+    ``backbone`` / ``text_backbone``: built modules, or zero-argument factories that are only
+    called when there is something left to do (then ``cfg.backbone`` names the backbone).
+    ``gather``: all-gather of a picklable object across ranks (``None``: one process); the
+    failures of every rank are merged into ``extract_failures.json`` by rank 0.
+    """
     t0 = time.perf_counter()
-    pool = check_pool(cfg.pool)
+    check_pool(cfg.pool)
     clip_length = resolve_clip_length(cfg.dataset, cfg.clip_length)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     do_video = cfg.video and backbone is not None
     do_text = cfg.text and text_backbone is not None
-    fpc = cfg.frames_per_clip or (backbone.frames_per_clip if backbone is not None else 1)
     queries = read_queries(cfg.annotations) if cfg.annotations else []
     if do_text and not queries:
         raise ExtractError("text features need --annotations (a jsonl with qid / vid / query)")
+    if do_video and cfg.videos is None:
+        raise ExtractError("video features need --videos DIR")
 
     out = Path(cfg.out)
     video_dir, text_dir = out / VIDEO_DIR, out / TEXT_DIR
-    meta = _meta(
-        cfg, backbone if do_video else None, text_backbone if do_text else None, clip_length, fpc
+    meta = _build_meta(
+        cfg, backbone if do_video else None, text_backbone if do_text else None, clip_length
     )
-    _check_meta(out / META_FILE, meta, cfg.overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    old_meta: dict[str, Any] = {}
-    if (out / META_FILE).is_file() and not cfg.overwrite:
-        try:
-            old_meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old_meta = {}
-    write_json(out / META_FILE, {**old_meta, **meta})
+    old_meta = {} if cfg.overwrite else read_meta(out / META_FILE)
+    check_meta(out / META_FILE, meta, old_meta)
+    if cfg.rank == 0:
+        write_json(out / META_FILE, {**old_meta, **meta})
 
     summary = ExtractSummary(failures_path=out / FAILURES_FILE)
     if do_video:
         assert backbone is not None
-        if cfg.videos is None:
-            raise ExtractError("video features need --videos DIR")
-        index = index_videos(Path(cfg.videos))
+        index = index_videos(Path(cfg.videos))  # type: ignore[arg-type]
         vids = list(dict.fromkeys(q.vid for q in queries)) if queries else sorted(index)
-        backbone.to(device)
-        layers = backbone.resolve_layers(cfg.layers)
-        _extract_videos(
-            cfg,
-            backbone,
-            vids,
-            index,
-            video_dir,
-            layers,
-            pool,
-            clip_length,
-            fpc,
-            device,
-            summary,
-            log,
-        )
-        write_json(out / FAILURES_FILE, summary.videos_failed)
+        mine = shard(vids, cfg.rank, cfg.world_size)
+        todo = [v for v in mine if cfg.overwrite or not (video_dir / f"{v}.npz").is_file()]
+        summary.videos_skipped = len(mine) - len(todo)
+        if todo:
+            model = backbone() if not isinstance(backbone, VideoBackbone) else backbone
+            _extract_videos(cfg, model, todo, index, video_dir, meta, clip_length, device, summary)
     if do_text:
         assert text_backbone is not None
-        text_backbone.to(device)
-        layers_t = text_backbone.resolve_layers(text_layer_choice(cfg))
-        todo = [q for q in queries if cfg.overwrite or not (text_dir / f"qid{q.qid}.npz").is_file()]
-        summary.queries_skipped = len(queries) - len(todo)
-        bar = _progress(total=len(todo), unit="query", desc="text", enabled=cfg.progress)
-        for q, feats in extract_text_features(
-            text_backbone, todo, layers=layers_t, batch_size=cfg.text_batch_size, device=device,
-            amp=cfg.amp, project=cfg.project_text,
-        ):  # fmt: skip
-            save_text_features(text_dir, q.qid, feats)
-            summary.queries_done += 1
-            bar.update(1)
-        bar.close()
+        mine_q = shard(queries, cfg.rank, cfg.world_size)
+        todo_q = [
+            q for q in mine_q if cfg.overwrite or not (text_dir / f"qid{q.qid}.npz").is_file()
+        ]
+        summary.queries_skipped = len(mine_q) - len(todo_q)
+        if todo_q:
+            text = text_backbone() if not isinstance(text_backbone, TextBackbone) else text_backbone
+            _extract_queries(cfg, text, todo_q, text_dir, device, summary)
+    failures = summary.videos_failed
+    if gather is not None:
+        failures = {k: v for part in gather(summary.videos_failed) for k, v in part.items()}
+    if do_video and cfg.rank == 0:
+        write_json(out / FAILURES_FILE, dict(sorted(failures.items())))
+    summary.all_failed = failures
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _configure_text(cfg: ExtractConfig, text: TextBackbone) -> None:
+    if hasattr(text, "add_sep"):
+        setattr(text, "add_sep", cfg.add_sep)  # noqa: B010 (only InternVideo2's tower has it)
+        setattr(text, "normalize_text", cfg.pre_text)  # noqa: B010
+    elif cfg.add_sep or cfg.pre_text:
+        raise ExtractError(f"{text.name}: --text-sep / --pre-text are InternVideo2 text options")
+
+
+def _extract_queries(
+    cfg: ExtractConfig,
+    text: TextBackbone,
+    todo: Sequence[Query],
+    text_dir: Path,
+    device: torch.device,
+    summary: ExtractSummary,
+) -> None:
+    _configure_text(cfg, text)
+    text.to(device)
+    layers = text.resolve_layers(text_layer_choice(cfg))
+    bar = Progress(len(todo), "query", "text", cfg.progress)
+    for q, feats in extract_text_features(
+        text, todo, layers=layers, batch_size=cfg.text_batch_size, device=device,
+        amp=cfg.amp, project=cfg.project_text,
+    ):  # fmt: skip
+        save_text_features(text_dir, q.qid, feats)
+        summary.queries_done += 1
+        bar.update(1)
+    bar.close()
 
 
 def _extract_videos(
@@ -416,59 +444,47 @@ def _extract_videos(
     vids: Sequence[str],
     index: dict[str, Path],
     video_dir: Path,
-    layers: list[int],
-    pool: Pool,
+    meta: dict[str, Any],
     clip_length: float,
-    fpc: int,
     device: torch.device,
     summary: ExtractSummary,
-    log: Callable[[str], None],
 ) -> None:
-    bar = _progress(total=len(vids), unit="video", desc="video", enabled=cfg.progress)
+    """Decode ``vids`` in workers, encode their clips in batches, save each finished video."""
+    if cfg.transform is not None:
+        backbone.transform = backbone.transform.preset(cfg.transform)
+    backbone.to(device)
+    layers, pool, fpc = meta["layers"], meta["pool"], meta["frames_per_clip"]
+    jobs = []
     for vid in vids:
-        if not cfg.overwrite and (video_dir / f"{vid}.npz").is_file():
-            summary.videos_skipped += 1
-            bar.update(1)
-            continue
         path = index.get(vid)
         if path is None:
-            summary.videos_failed[vid] = (
-                f"no video file {vid}.{{{','.join(e[1:] for e in VIDEO_EXTENSIONS)}}} in {cfg.videos}"
-            )
-            bar.update(1)
+            exts = ",".join(e[1:] for e in VIDEO_EXTENSIONS)
+            summary.videos_failed[vid] = f"no video file {vid}.{{{exts}}} in {cfg.videos}"
+        else:
+            jobs.append((vid, path))
+    bar = Progress(len(vids), "video", "video", cfg.progress)
+    bar.update(len(vids) - len(jobs))
+    stream = ClipStream(
+        jobs, clip_length=clip_length, frames_per_clip=fpc, transform=backbone.transform,
+        batch_size=cfg.batch_size,
+    )  # fmt: skip
+    pending: dict[str, list[torch.Tensor]] = {}
+    for item in decoded_chunks(stream, cfg.workers, pin_memory=device.type == "cuda"):
+        if item.frames is not None:
+            feats = encode_clips(backbone, item.frames, layers, pool, device, cfg.amp)
+            pending.setdefault(item.vid, []).append(feats)
+            bar.add_clips(feats.shape[1])
             continue
-        try:
-            feats = extract_video_features(
-                backbone, path, clip_length=clip_length, frames_per_clip=fpc, layers=layers, pool=pool,
-                batch_size=cfg.batch_size, device=device, amp=cfg.amp,
-            )  # fmt: skip
-        except VideoDecodeError as exc:
-            summary.videos_failed[vid] = str(exc)
-            if not cfg.progress:
-                log(f"failed: {exc}")
-            bar.update(1)
-            continue
-        save_video_features(video_dir, vid, feats)
-        summary.videos_done += 1
-        summary.clips += feats.shape[1]
+        parts = pending.pop(item.vid, [])
+        if item.error is not None or not parts:
+            summary.videos_failed[item.vid] = item.error or "no clip decoded"
+        else:
+            array = torch.cat(parts, dim=1).numpy()
+            save_video_features(video_dir, item.vid, array)
+            summary.videos_done += 1
+            summary.clips += array.shape[1]
         bar.update(1)
     bar.close()
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, unit: str, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True)
 
 
 def config_dict(cfg: ExtractConfig) -> dict[str, Any]:

@@ -1,14 +1,24 @@
 """Image preprocessing in torch (no torchvision): resize, centre crop, normalise.
 
 Frames arrive as uint8 ``(H, W, 3)`` (one frame) or ``(..., H, W, 3)`` (a stack) and leave as
-float ``(..., 3, S, S)``. The resize keeps the aspect ratio (shorter side to ``size``) and uses
-antialiased bicubic interpolation, as the CLIP / InternVideo2 preprocessors do.
+float ``(..., 3, S, S)``. Three presets (:data:`TRANSFORM_KINDS`, :func:`video_transform`):
+
+* ``"eval"`` — InternVideo2's retrieval-eval / test transform (``dataset/__init__.py``
+  ``get_test_transform``): the whole frame squashed to ``S x S`` with bicubic interpolation,
+  no antialiasing, on the uint8 values, clamped and rounded back to uint8 (torchvision 0.14
+  ``Resize`` on a uint8 tensor), then ``/255`` and ImageNet normalisation.
+* ``"demo"`` — InternVideo2's demo (``demo/utils.py``): ``cv2.resize`` of the whole frame,
+  bilinear, no antialiasing, uint8 result. (cv2 uses 11-bit fixed-point weights, so a pixel may
+  differ from ours by one grey level.)
+* ``"crop"`` — shorter side to ``S`` (antialiased bicubic) then a centre crop (CLIP's
+  preprocessing; drops the sides of a wide frame).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,26 +38,45 @@ def to_float_chw(frames: torch.Tensor) -> torch.Tensor:
     return frames.movedim(-1, -3).float().div_(255.0)
 
 
-def resize_short_side(images: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
+def resize_short_side(
+    images: torch.Tensor,
+    size: int,
+    mode: str = "bicubic",
+    antialias: bool = True,
+    max_value: float = 1.0,
+) -> torch.Tensor:
     """Resize ``(..., C, H, W)`` so the shorter side is ``size`` (aspect ratio kept)."""
     h, w = images.shape[-2:]
     if min(h, w) == size:
         return images
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    return resize(images, (new_h, new_w), mode)
+    return resize(images, (new_h, new_w), mode, antialias, max_value)
 
 
-def resize(images: torch.Tensor, hw: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
-    """Resize ``(..., C, H, W)`` to exactly ``hw`` with antialiasing (when shrinking)."""
+def resize(
+    images: torch.Tensor,
+    hw: tuple[int, int],
+    mode: str = "bicubic",
+    antialias: bool = True,
+    max_value: float = 1.0,
+) -> torch.Tensor:
+    """Resize ``(..., C, H, W)`` to exactly ``hw``; ``antialias`` low-passes when shrinking.
+
+    Bicubic overshoots, so the result is clamped to ``[0, max_value]`` (the input's range).
+    """
     lead = images.shape[:-3]
     flat = images.reshape(-1, *images.shape[-3:])
-    align = False if mode in ("bilinear", "bicubic") else None
+    smooth = mode in ("bilinear", "bicubic")
     out = F.interpolate(
-        flat, size=hw, mode=mode, align_corners=align, antialias=mode in ("bilinear", "bicubic")
+        flat,
+        size=hw,
+        mode=mode,
+        align_corners=False if smooth else None,
+        antialias=antialias and smooth,
     )
-    if mode == "bicubic":  # bicubic overshoots; keep the [0, 1] range of the input
-        out = out.clamp_(0.0, 1.0)
+    if mode == "bicubic":
+        out = out.clamp_(0.0, max_value)
     return out.reshape(*lead, *out.shape[-3:])
 
 
@@ -67,12 +96,21 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images - m) / s
 
 
+TRANSFORM_KINDS: dict[str, dict[str, Any]] = {
+    "eval": {"crop": False, "mode": "bicubic", "antialias": False, "quantize": True},
+    "demo": {"crop": False, "mode": "bilinear", "antialias": False, "quantize": True},
+    "crop": {"crop": True, "mode": "bicubic", "antialias": True, "quantize": False},
+}
+
+
 @dataclass(frozen=True)
 class VideoTransform:
     """uint8 ``(..., H, W, 3)`` -> normalised float ``(..., 3, size, size)``.
 
-    ``crop=True``: shorter side to ``size`` then centre crop (default);
-    ``crop=False``: squash the whole frame to ``size x size`` (InternVideo2's own demo does this).
+    ``crop=True``: shorter side to ``size`` then centre crop;
+    ``crop=False``: squash the whole frame to ``size x size``.
+    ``quantize``: resize the 0-255 values and round them to integers before ``/255`` (what
+    torchvision / cv2 do on uint8 images). See :data:`TRANSFORM_KINDS` for the presets.
     """
 
     size: int = 224
@@ -80,11 +118,51 @@ class VideoTransform:
     std: tuple[float, float, float] = IMAGENET_STD
     crop: bool = True
     mode: str = "bicubic"
+    antialias: bool = True
+    quantize: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The preset this transform equals (``"eval"`` / ``"demo"`` / ``"crop"``), else ``"custom"``."""
+        for name, fields in TRANSFORM_KINDS.items():
+            if all(getattr(self, k) == v for k, v in fields.items()):
+                return name
+        return "custom"
+
+    def preset(self, kind: str) -> VideoTransform:
+        """The same size / normalisation with the resize of preset ``kind``."""
+        if kind not in TRANSFORM_KINDS:
+            raise ValueError(
+                f"unknown frame transform {kind!r} (choose from {', '.join(TRANSFORM_KINDS)})"
+            )
+        return replace(self, **TRANSFORM_KINDS[kind])
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        x = to_float_chw(frames)
-        if self.crop:
-            x = center_crop(resize_short_side(x, self.size, self.mode), self.size)
+        if frames.shape[-1] != 3:
+            raise ValueError(
+                f"expected channels-last RGB frames (..., H, W, 3), got {tuple(frames.shape)}"
+            )
+        if self.quantize:  # resize the uint8 values, round back to uint8, then scale
+            x = frames.movedim(-1, -3).float()
+            x = self._resize(x, 255.0).round_().div_(255.0)
         else:
-            x = resize(x, (self.size, self.size), self.mode)
+            x = self._resize(to_float_chw(frames), 1.0)
         return normalize(x, self.mean, self.std)
+
+    def _resize(self, x: torch.Tensor, max_value: float) -> torch.Tensor:
+        if self.crop:
+            x = resize_short_side(x, self.size, self.mode, self.antialias, max_value)
+            return center_crop(x, self.size)
+        if x.shape[-2:] == (self.size, self.size):
+            return x
+        return resize(x, (self.size, self.size), self.mode, self.antialias, max_value)
+
+
+def video_transform(
+    kind: str,
+    size: int = 224,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> VideoTransform:
+    """A preset transform: ``"eval"`` | ``"demo"`` | ``"crop"`` (see the module docstring)."""
+    return VideoTransform(size=size, mean=mean, std=std).preset(kind)
