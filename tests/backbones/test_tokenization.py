@@ -19,12 +19,64 @@ from sidetune.backbones.tokenization import pre_text, tokenize_bert
 from tests.shared_data import shared_path
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = (
-    "! ' , - . / 1 2019 3 a afterwards and black change class cooked each face front girl hat "
-    "her high honor in is jersey man many more mother new of on other outfit people public "
-    "school shirt shows society students t talking than the then to wearing while white with "
-    "woman young ##time"
-).split()
+WORDS = [
+    "!",
+    "'",
+    ",",
+    "-",
+    ".",
+    "/",
+    "1",
+    "2019",
+    "3",
+    "a",
+    "afterwards",
+    "and",
+    "black",
+    "change",
+    "class",
+    "cooked",
+    "each",
+    "face",
+    "front",
+    "girl",
+    "hat",
+    "her",
+    "high",
+    "honor",
+    "in",
+    "is",
+    "jersey",
+    "man",
+    "many",
+    "more",
+    "mother",
+    "new",
+    "of",
+    "on",
+    "other",
+    "outfit",
+    "people",
+    "public",
+    "school",
+    "shirt",
+    "shows",
+    "society",
+    "students",
+    "t",
+    "talking",
+    "than",
+    "the",
+    "then",
+    "to",
+    "wearing",
+    "while",
+    "white",
+    "with",
+    "woman",
+    "young",
+    "##time",
+]
 VOCAB = SPECIAL + WORDS
 
 

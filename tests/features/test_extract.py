@@ -13,6 +13,7 @@ from sidetune.backbones import create_backbone, create_text_backbone
 from sidetune.backbones.internvideo2 import InternVideo2Backbone
 from sidetune.backbones.text import InternVideo2Text
 from sidetune.cli import main
+from sidetune.errors import SidetuneError
 from sidetune.features.extract import (
     ExtractConfig,
     ExtractError,
@@ -182,3 +183,92 @@ def test_clip_backbone_without_annotations_takes_every_video(tmp_path: Path) -> 
         16,
     )  # 3 layers x 3 s
     assert load_video_features(tmp_path / "out" / "video_features", "b").shape == (3, 2, 16)
+
+
+def _factories(ws: dict[str, Path], built: list[str]) -> tuple[object, object]:
+    def video() -> InternVideo2Backbone:
+        built.append("video")
+        model = create_backbone("internvideo2-tiny", checkpoint=str(ws["ckpt"]), frames_per_clip=2)
+        assert isinstance(model, InternVideo2Backbone)
+        return model
+
+    def text() -> InternVideo2Text:
+        built.append("text")
+        model = create_text_backbone(
+            "internvideo2-tiny", checkpoint=str(ws["ckpt"]), tokenizer=ws["vocab"]
+        )
+        assert isinstance(model, InternVideo2Text)
+        return model
+
+    return video, text
+
+
+def _cfg(ws: dict[str, Path], **kw: object) -> ExtractConfig:
+    base: dict[str, object] = {
+        "out": ws["out"], "videos": ws["videos"], "annotations": [ws["ann"]], "layers": [3, 4],
+        "frames_per_clip": 2, "batch_size": 2, "progress": False, "backbone": "internvideo2-tiny",
+    }  # fmt: skip
+    return ExtractConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_rerun_with_nothing_to_do_builds_no_backbone(workspace: dict[str, Path]) -> None:
+    built: list[str] = []
+    video, text = _factories(workspace, built)
+    first = run_extraction(_cfg(workspace), video, text)  # type: ignore[arg-type]
+    assert built == ["video", "text"] and first.videos_done == 2 and first.queries_done == 5
+    built.clear()
+    again = run_extraction(_cfg(workspace), video, text)  # type: ignore[arg-type]
+    # the two failed videos are retried, but they need no backbone to fail again: only the
+    # video tower is built (to a no-op), the text tower is not
+    assert again.videos_done == 0 and again.queries_skipped == 5 and built == ["video"]
+    built.clear()
+    ann = workspace["ann"]  # only finished videos and queries left: nothing is built
+    rows = [json.loads(line) for line in ann.read_text().splitlines()]
+    ann.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]), encoding="utf-8")
+    done = run_extraction(_cfg(workspace), video, text)  # type: ignore[arg-type]
+    assert built == [] and done.videos_skipped == 2 and done.queries_skipped == 3
+    # ... and a changed setting is still refused before anything is built
+    with pytest.raises(SidetuneError, match=r"gelu: 'erf' -> 'tanh'"):
+        run_extraction(_cfg(workspace, gelu="tanh"), video, text)  # type: ignore[arg-type]
+    assert built == []
+
+
+def test_meta_records_the_official_choices(workspace: dict[str, Path]) -> None:
+    run_extraction(  # type: ignore[arg-type]
+        _cfg(workspace, video=False, pre_text=True, add_sep=True),
+        None,
+        _factories(workspace, [])[1],
+    )
+    meta = json.loads((workspace["out"] / "extract_meta.json").read_text())
+    assert meta["text_format"] == "[CLS] X [SEP]" and meta["pre_text"] is True
+    assert meta["text_layers"] == [2, 3] and meta["text_dim"] == 32
+    text = load_text_features(workspace["out"] / "text_features", 1)
+    assert text.shape == (2, 8, 32)  # [CLS] a man cooks in the kitchen [SEP]
+    out2 = workspace["out"].parent / "out2"
+    run_extraction(  # type: ignore[arg-type]
+        _cfg(workspace, out=out2, text=False, transform="crop"), _factories(workspace, [])[0]
+    )
+    meta2 = json.loads((out2 / "extract_meta.json").read_text())
+    assert meta2["transform"] == "crop" and meta2["gelu"] == "erf" and meta2["layers"] == [3, 4]
+
+
+def test_worker_processes_and_shards_give_the_same_bits(workspace: dict[str, Path]) -> None:
+    video, _ = _factories(workspace, [])
+    base = workspace["out"].parent
+    run_extraction(_cfg(workspace, out=base / "thread", text=False), video)  # type: ignore[arg-type]
+    run_extraction(_cfg(workspace, out=base / "procs", text=False, workers=2), video)  # type: ignore[arg-type]
+    for rank in (0, 1):  # two ranks run one after the other, no process group
+        run_extraction(  # type: ignore[arg-type]
+            _cfg(workspace, out=base / "shards", rank=rank, world_size=2), video,
+            _factories(workspace, [])[1],
+        )  # fmt: skip
+    for name in (VID_A, VID_B):
+        ref = load_video_features(base / "thread" / "video_features", name)
+        assert np.array_equal(ref, load_video_features(base / "procs" / "video_features", name))
+        assert np.array_equal(ref, load_video_features(base / "shards" / "video_features", name))
+    assert len(list((base / "shards" / "text_features").glob("*.npz"))) == 5
+    # each rank recorded only its own failures; under torchrun they are gathered (slow test)
+    assert set(json.loads((base / "thread" / "extract_failures.json").read_text())) == {
+        "broken",
+        "absent",
+    }
