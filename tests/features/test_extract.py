@@ -272,3 +272,17 @@ def test_worker_processes_and_shards_give_the_same_bits(workspace: dict[str, Pat
         "broken",
         "absent",
     }
+
+
+def test_cli_official_options_reach_the_metadata(
+    workspace: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--gelu", "tanh", "--transform", "demo", "--pre-text", "--workers", "0"]
+    assert _cli(workspace, *args) == 1  # the broken / absent videos
+    meta = json.loads((workspace["out"] / "extract_meta.json").read_text())
+    assert (meta["gelu"], meta["transform"], meta["pre_text"]) == ("tanh", "demo", True)
+    assert meta["text_format"] == "[CLS] X"
+    capsys.readouterr()
+    bad = ["extract", "--backbone", "clip-tiny", "--videos", str(workspace["videos"])]
+    assert main([*bad, "--out", str(workspace["out"]) + "2", "--gelu", "tanh"]) == 1
+    assert "InternVideo2 options" in capsys.readouterr().err

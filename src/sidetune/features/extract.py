@@ -40,7 +40,7 @@ from sidetune.features.extract_meta import check_meta, read_meta, text_meta, vid
 from sidetune.features.progress import Progress
 from sidetune.features.store import save_text_features, save_video_features
 from sidetune.utils.io import write_json
-from sidetune.video.decode import VIDEO_EXTENSIONS
+from sidetune.video.decode import VIDEO_EXTENSIONS, iter_clips
 
 VIDEO_DIR = "video_features"
 TEXT_DIR = "text_features"
@@ -242,21 +242,13 @@ def extract_video_features(
 
     Raises :class:`~sidetune.video.decode.VideoDecodeError` for an unreadable video.
     """
-    stream = ClipStream(
-        [(path.stem, path)],
-        clip_length=clip_length,
-        frames_per_clip=frames_per_clip,
-        transform=backbone.transform,
-        batch_size=batch_size,
+    chunks = iter_clips(
+        path, clip_length, frames_per_clip, transform=backbone.transform, chunk_size=batch_size
     )
-    outputs: list[torch.Tensor] = []
-    for item in prefetch(stream.decode(path.stem, path)):
-        if item.error is not None:
-            from sidetune.video.decode import VideoDecodeError
-
-            raise VideoDecodeError(path, item.error.split(": cannot decode video: ", 1)[-1])
-        if item.frames is not None:
-            outputs.append(encode_clips(backbone, item.frames, layers, pool, device, amp))
+    outputs = [
+        encode_clips(backbone, chunk.frames, layers, pool, device, amp)
+        for chunk in prefetch(chunks)
+    ]
     return torch.cat(outputs, dim=1).numpy()
 
 
@@ -385,9 +377,14 @@ def run_extraction(
         mine = shard(vids, cfg.rank, cfg.world_size)
         todo = [v for v in mine if cfg.overwrite or not (video_dir / f"{v}.npz").is_file()]
         summary.videos_skipped = len(mine) - len(todo)
-        if todo:
+        exts = ",".join(e[1:] for e in VIDEO_EXTENSIONS)
+        for vid in todo:
+            if vid not in index:  # known to fail without building the backbone
+                summary.videos_failed[vid] = f"no video file {vid}.{{{exts}}} in {cfg.videos}"
+        jobs = [(vid, index[vid]) for vid in todo if vid in index]
+        if jobs:
             model = backbone() if not isinstance(backbone, VideoBackbone) else backbone
-            _extract_videos(cfg, model, todo, index, video_dir, meta, clip_length, device, summary)
+            _extract_videos(cfg, model, jobs, video_dir, meta, clip_length, device, summary)
     if do_text:
         assert text_backbone is not None
         mine_q = shard(queries, cfg.rank, cfg.world_size)
@@ -441,29 +438,19 @@ def _extract_queries(
 def _extract_videos(
     cfg: ExtractConfig,
     backbone: VideoBackbone,
-    vids: Sequence[str],
-    index: dict[str, Path],
+    jobs: Sequence[tuple[str, Path]],
     video_dir: Path,
     meta: dict[str, Any],
     clip_length: float,
     device: torch.device,
     summary: ExtractSummary,
 ) -> None:
-    """Decode ``vids`` in workers, encode their clips in batches, save each finished video."""
+    """Decode ``jobs`` (vid, path) in workers, encode their clips in batches, save each video."""
     if cfg.transform is not None:
         backbone.transform = backbone.transform.preset(cfg.transform)
     backbone.to(device)
     layers, pool, fpc = meta["layers"], meta["pool"], meta["frames_per_clip"]
-    jobs = []
-    for vid in vids:
-        path = index.get(vid)
-        if path is None:
-            exts = ",".join(e[1:] for e in VIDEO_EXTENSIONS)
-            summary.videos_failed[vid] = f"no video file {vid}.{{{exts}}} in {cfg.videos}"
-        else:
-            jobs.append((vid, path))
-    bar = Progress(len(vids), "video", "video", cfg.progress)
-    bar.update(len(vids) - len(jobs))
+    bar = Progress(len(jobs), "video", "video", cfg.progress)
     stream = ClipStream(
         jobs, clip_length=clip_length, frames_per_clip=fpc, transform=backbone.transform,
         batch_size=cfg.batch_size,
