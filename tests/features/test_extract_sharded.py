@@ -114,3 +114,26 @@ def test_two_ranks_equal_one_process_bit_for_bit(real_workspace: dict[str, Path]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     redo = _files(two)
     assert all(np.array_equal(redo[n][k], v) for n, a in one_files.items() for k, v in a.items())
+
+
+def test_real_videos_in_one_process(real_workspace: dict[str, Path]) -> None:
+    """bikes (640x272, 10 s, scene cut) and bigbuckbunny (1280x720, 5.28 s, audio): 5 and 3 clips."""
+    ws, root = real_workspace, real_workspace["root"]
+    assert main([*_args(ws, root / "one"), "--no-text"]) == 1
+    feats = {
+        n: _files(root / "one")[f"video_features/{n}.npz"]["features"]
+        for n in ("bikes", "bigbuckbunny")
+    }
+    assert feats["bikes"].shape == (2, 5, 32) and feats["bigbuckbunny"].shape == (2, 3, 32)
+    # the first bikes clip, by hand: frames shown at 0.5 s and 1.5 s, whole frame to 28x28
+    model = create_backbone(
+        "internvideo2-tiny", checkpoint=str(root / "ckpt.pt"), frames_per_clip=2
+    )
+    from sidetune.video.decode import read_frames
+
+    frames = read_frames(ws["videos"] / "bikes.mp4", [12, 37])  # 25 fps: t = 0.48 s, 1.48 s
+    with torch.no_grad():
+        want = model.forward_intermediates(model.transform(frames)[None], [1, 4])[:, 0]
+    np.testing.assert_allclose(
+        feats["bikes"][:, 0].astype(np.float32), want.numpy(), atol=1e-2, rtol=1e-2
+    )
