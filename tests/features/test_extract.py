@@ -286,3 +286,16 @@ def test_cli_official_options_reach_the_metadata(
     bad = ["extract", "--backbone", "clip-tiny", "--videos", str(workspace["videos"])]
     assert main([*bad, "--out", str(workspace["out"]) + "2", "--gelu", "tanh"]) == 1
     assert "InternVideo2 options" in capsys.readouterr().err
+
+
+def test_directory_from_before_the_official_defaults_is_not_mixed(tmp_path: Path) -> None:
+    from sidetune.features.extract_meta import MetaMismatchError, check_meta
+
+    old = {"backbone": "internvideo2-1b", "layers": [37, 38, 39, 40], "text_backbone": "x"}
+    new = {"backbone": "internvideo2-1b", "layers": [37, 38, 39, 40], "transform": "eval"}
+    with pytest.raises(MetaMismatchError, match=r"transform: 'crop' -> 'eval'"):
+        check_meta(tmp_path / "extract_meta.json", new, old)
+    with pytest.raises(MetaMismatchError, match=r"text_format: '\[CLS\] X \[SEP\]' -> '\[CLS\] X'"):
+        check_meta(tmp_path / "m.json", {"text_format": "[CLS] X"}, old)
+    check_meta(tmp_path / "m.json", {**new, "transform": "crop", "gelu": "erf"}, old)
+    check_meta(tmp_path / "m.json", new, {})  # a fresh directory

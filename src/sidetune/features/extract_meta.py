@@ -98,12 +98,27 @@ def read_meta(path: Path) -> dict[str, Any]:
     return old if isinstance(old, dict) else {}
 
 
+# What directories written before these keys existed were made with (crop transform, text
+# with [SEP]): resuming one with today's defaults would mix two preprocessings.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "transform": "crop",
+    "gelu": "erf",
+    "text_format": text_format(add_sep=True),
+    "pre_text": False,
+}
+
+
 def check_meta(path: Path, meta: dict[str, Any], old: dict[str, Any]) -> None:
     """Raise :class:`MetaMismatchError` when a recorded setting differs from ``meta``.
 
-    Keys recorded by older versions are compared when present; keys they lacked are not
-    (a directory from before ``transform`` existed is not refused for lacking it).
+    A key an older version did not record is compared with what that version did
+    (:data:`LEGACY_DEFAULTS`), when the side it belongs to was recorded at all.
     """
+    if old:
+        sides = {"transform": "backbone", "gelu": "backbone", "text_format": "text_backbone"}
+        sides["pre_text"] = "text_backbone"
+        legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in old and sides[k] in old}
+        old = {**legacy, **old}
     diff = {k: (old[k], v) for k, v in meta.items() if k in old and old[k] != v}
     if diff:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
