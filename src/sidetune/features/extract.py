@@ -346,6 +346,7 @@ def run_extraction(
     called when there is something left to do (then ``cfg.backbone`` names the backbone).
     ``gather``: all-gather of a picklable object across ranks (``None``: one process); the
     failures of every rank are merged into ``extract_failures.json`` by rank 0.
+    ``log``: where failures are reported as they happen when the progress bar is off.
     """
     t0 = time.perf_counter()
     check_pool(cfg.pool)
@@ -384,7 +385,7 @@ def run_extraction(
         jobs = [(vid, index[vid]) for vid in todo if vid in index]
         if jobs:
             model = backbone() if not isinstance(backbone, VideoBackbone) else backbone
-            _extract_videos(cfg, model, jobs, video_dir, meta, clip_length, device, summary)
+            _extract_videos(cfg, model, jobs, video_dir, meta, clip_length, device, summary, log)
     if do_text:
         assert text_backbone is not None
         mine_q = shard(queries, cfg.rank, cfg.world_size)
@@ -444,6 +445,7 @@ def _extract_videos(
     clip_length: float,
     device: torch.device,
     summary: ExtractSummary,
+    log: Callable[[str], None],
 ) -> None:
     """Decode ``jobs`` (vid, path) in workers, encode their clips in batches, save each video."""
     if cfg.transform is not None:
@@ -465,6 +467,8 @@ def _extract_videos(
         parts = pending.pop(item.vid, [])
         if item.error is not None or not parts:
             summary.videos_failed[item.vid] = item.error or "no clip decoded"
+            if not cfg.progress:
+                log(f"failed: {summary.videos_failed[item.vid]}")
         else:
             array = torch.cat(parts, dim=1).numpy()
             save_video_features(video_dir, item.vid, array)
