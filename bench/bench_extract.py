@@ -262,6 +262,7 @@ def main() -> int:
     parser.add_argument("--no-cuda", action="store_true")
     parser.add_argument("--no-decode", action="store_true")
     parser.add_argument("--no-pipeline", action="store_true")
+    parser.add_argument("--no-backbone", action="store_true", help="skip the backbone-only rows")
     parser.add_argument(
         "--pipeline-seconds", type=int, default=4, help="length of each generated video"
     )
@@ -274,7 +275,9 @@ def main() -> int:
     if torch.cuda.is_available() and not args.no_cuda:
         devices.append(torch.device("cuda"))
     rows = []
-    for name in [n.strip() for n in args.backbones.split(",") if n.strip()]:
+    for name in (
+        [] if args.no_backbone else [n.strip() for n in args.backbones.split(",") if n.strip()]
+    ):
         for dev in devices:
             cuda = dev.type == "cuda"
             clips = args.cuda_clips if cuda else args.cpu_clips
