@@ -299,3 +299,20 @@ def test_directory_from_before_the_official_defaults_is_not_mixed(tmp_path: Path
         check_meta(tmp_path / "m.json", {"text_format": "[CLS] X"}, old)
     check_meta(tmp_path / "m.json", {**new, "transform": "crop", "gelu": "erf"}, old)
     check_meta(tmp_path / "m.json", new, {})  # a fresh directory
+
+
+def test_cli_rerun_reads_no_checkpoint(
+    workspace: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [json.loads(line) for line in workspace["ann"].read_text().splitlines()][:3]
+    workspace["ann"].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert _cli(workspace) == 0
+
+    def refuse(*args: object, **kw: object) -> None:
+        raise AssertionError("a backbone was built on a rerun with nothing to do")
+
+    import sidetune.backbones
+
+    monkeypatch.setattr(sidetune.backbones, "create_backbone", refuse)
+    monkeypatch.setattr(sidetune.backbones, "create_text_backbone", refuse)
+    assert _cli(workspace) == 0
