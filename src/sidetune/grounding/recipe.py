@@ -39,6 +39,7 @@ from sidetune.engine import (
     seed_everything,
 )
 from sidetune.errors import SidetuneError
+from sidetune.features.store import check_finite
 from sidetune.grounding.annotations import GroundingRecord
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import (
@@ -345,6 +346,8 @@ def prepare_sample(
             f"video_feats must be [T, F_v] or [K, T, F_v] and query_feats [L, F_t] or [K, L, F_t]; "
             f"got {tuple(video_feats.shape)} and {tuple(query_feats.shape)}"
         )
+    check_finite(video_feats, "video_feats")
+    check_finite(query_feats, "query_feats")
     video = select_layers(video_feats, data.layers, data.last_layer_only, "video_feats")
     if video.shape[0] == 1 and num_levels > 1:
         video = np.repeat(video, num_levels, axis=0)  # one layer given: the last-layer-only input
