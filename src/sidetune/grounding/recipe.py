@@ -51,6 +51,7 @@ from sidetune.grounding.data import (
     select_layers,
 )
 from sidetune.grounding.losses import SDSTCriterion
+from sidetune.grounding.metrics import brief_metric_names
 from sidetune.grounding.model import build_sdst
 from sidetune.grounding.postprocess import PostprocessConfig, postprocess
 from sidetune.utils.io import write_json, write_jsonl
@@ -146,6 +147,7 @@ class GroundingRecipe:
         self.ground_truth = list(ground_truth) if ground_truth is not None else None
         self.dataset = dataset
         self.best_metric = best_metric
+        self.metric_names = brief_metric_names(dataset)  # lets fit() check best_metric first
         self.last_predictions: list[dict[str, Any]] = []
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
