@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sidetune.commands.synth",
         "generate an embedded synthetic benchmark (grounding | recognition)",
     ),
+    "check": (
+        "sidetune.commands.check",
+        "scan a config's annotations, feature files or videos before training",
+    ),
     "extract": (
         "sidetune.commands.extract",
         "extract K intermediate-layer features from raw videos with a frozen backbone",

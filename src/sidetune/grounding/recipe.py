@@ -40,6 +40,7 @@ from sidetune.engine import (
 )
 from sidetune.errors import SidetuneError
 from sidetune.features.store import check_finite
+from sidetune.grounding.check import check_feature_shapes
 from sidetune.grounding.annotations import GroundingRecord
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import (
@@ -71,23 +72,6 @@ def build_model(cfg: GroundingConfig) -> nn.Module:
     """The SDST model of ``cfg.model``, seeded by ``cfg.train.seed`` (same init on every rank)."""
     seed_everything(cfg.train.seed)
     return build_sdst(cfg.model)
-
-
-def check_feature_shapes(dataset: GroundingDataset, cfg: GroundingConfig) -> None:
-    """The features on disk must fit ``model.*``; say which key to change if not."""
-    shapes = dataset.feature_shapes()
-    wanted = {
-        "video_dim": cfg.model.video_dim,
-        "text_dim": cfg.model.text_dim,
-        "num_levels": cfg.model.num_levels,
-    }
-    for key, value in wanted.items():
-        if shapes[key] != value:
-            raise ConfigError(
-                f"model.{key}={value} but the {dataset.split} features ({cfg.data.video_features}, "
-                f"{cfg.data.text_features}) give {shapes[key]}; set model.{key}={shapes[key]}"
-                + (" or choose data.layers" if key == "num_levels" else "")
-            )
 
 
 def forward(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:

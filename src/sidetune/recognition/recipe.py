@@ -167,15 +167,21 @@ def train(config: str | Path, overrides: Sequence[str] = (), resume: bool = Fals
     """``sidetune train CONFIG``: build data + model from the config and run the engine."""
     from sidetune.engine import fit
 
+    from sidetune.recognition.check import screen_videos
+
     cfg = load_recognition_config(config, overrides)
     train_set, val_set, _ = build_datasets(cfg)
+    # every video opened before epoch 1: unreadable ones stop the run (or are skipped) now
+    train_data, val_data = screen_videos(
+        train_set, val_set, cfg.data.skip_unreadable, progress=cfg.train.progress
+    )
     model = build_model(cfg)
     print(parameter_table(model, depth=1).splitlines()[-1], flush=True)
     summary = fit(
         model,
         TDSRecipe(cfg),
-        train_set,
-        val_set,
+        train_data,
+        val_data,
         collate_videos,
         cfg.train,
         cfg.run_dir,
