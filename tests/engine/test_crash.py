@@ -162,7 +162,9 @@ def test_unmarked_temporary_is_never_used_and_is_cleaned(tmp_path: Path) -> None
     model = torch.nn.Linear(2, 2)
     d = tmp_path / "last"
     ck.save_checkpoint(d, model, {"epoch": 1, "step": 1})
-    ck.crash_hook = lambda name: (_ for _ in ()).throw(Kill(name)) if name == "last:written" else None
+    ck.crash_hook = lambda name: (
+        (_ for _ in ()).throw(Kill(name)) if name == "last:written" else None
+    )
     with pytest.raises(Kill):
         ck.save_checkpoint(d, model, {"epoch": 2, "step": 2})
     ck.crash_hook = None

@@ -13,7 +13,6 @@ from sidetune.cli import main
 from sidetune.config import ConfigError
 from sidetune.features.store import FeatureError, load_video_features, save_video_features
 from sidetune.grounding import load_grounding_model
-from sidetune.grounding.check import check_feature_shapes
 from sidetune.grounding.data import DataError, GroundingDataset
 from sidetune.grounding.recipe import load_grounding_config, run_training
 from tests.grounding.test_e2e import make_synthetic, tiny_overrides
@@ -34,7 +33,9 @@ def _first_vid(data: Path, split: str = "train") -> str:
     return str(json.loads((data / f"{split}.jsonl").read_text().splitlines()[0])["vid"])
 
 
-def test_check_passes_clean_data(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_passes_clean_data(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["check", "sdst_synthetic", *tiny_overrides(data, tmp_path / "run"), "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -82,7 +83,10 @@ def test_one_odd_first_file_is_named_not_the_config(data: Path, tmp_path: Path) 
     feats = load_video_features(data / "video_features", vid)
     save_video_features(data / "video_features", vid, np.concatenate([feats, feats], axis=-1))
     cfg = load_grounding_config("sdst_synthetic", tiny_overrides(data, tmp_path / "run"))
-    with pytest.raises(DataError, match=rf"disagree on video_dim: 7 of 8 sampled give 16, .*{vid}\.npz \(qid 0\) gives 32; re-extract"):
+    with pytest.raises(
+        DataError,
+        match=rf"disagree on video_dim: 7 of 8 sampled give 16, .*{vid}\.npz \(qid 0\) gives 32; re-extract",
+    ):
         run_training(cfg)
 
 
@@ -97,7 +101,9 @@ def test_one_single_layer_video_file_names_both_files(data: Path, tmp_path: Path
     cfg = load_grounding_config("sdst_synthetic", tiny_overrides(data, tmp_path / "run"))
     ds = GroundingDataset(cfg.data, "train")
     vid = ds.records[3].vid
-    save_video_features(data / "video_features", vid, load_video_features(data / "video_features", vid)[-1])
+    save_video_features(
+        data / "video_features", vid, load_video_features(data / "video_features", vid)[-1]
+    )
     with pytest.raises(DataError) as err:
         ds[3]
     msg = str(err.value)

@@ -15,8 +15,15 @@ from sidetune.recognition.recipe import train
 from sidetune.recognition.synthetic import generate
 from sidetune.recognition.transforms import EvalTransform
 
-TINY = ["train.epochs=1", "train.batch_size=4", "model.side_dim=32", "data.num_segments=4",
-        "model.num_local_frames=3", "train.progress=false", "train.tensorboard=false"]
+TINY = [
+    "train.epochs=1",
+    "train.batch_size=4",
+    "model.side_dim=32",
+    "data.num_segments=4",
+    "model.num_local_frames=3",
+    "train.progress=false",
+    "train.tensorboard=false",
+]
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,9 @@ def test_missing_frame_names_the_list_row(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_video_files_are_decoded_at_the_size_the_transform_needs(tmp_path: Path, train: bool) -> None:
+def test_video_files_are_decoded_at_the_size_the_transform_needs(
+    tmp_path: Path, train: bool
+) -> None:
     """A 640x360 source with 32-px inputs: frames arrive at short side 36 (32 * 256 / 224)."""
     from tests.video.test_decode import make_video
 

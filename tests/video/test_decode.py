@@ -219,4 +219,6 @@ def test_4k_clip_is_decoded_at_the_needed_size_in_bounded_memory(tmp_path: Path)
     assert scaled["shape"] == [16, 256, 455, 3] and full["shape"] == [8, 2160, 3840, 3]
     assert full["peak_mb"] > 300, full  # the contrast: what source resolution costs
     assert scaled["peak_mb"] < 160, scaled
-    print(f"peak above start: 16 frames at 256 px {scaled['peak_mb']:.0f} MB, 8 at 4K {full['peak_mb']:.0f} MB")
+    print(
+        f"peak above start: 16 frames at 256 px {scaled['peak_mb']:.0f} MB, 8 at 4K {full['peak_mb']:.0f} MB"
+    )

@@ -131,9 +131,7 @@ def is_complete(directory: str | os.PathLike[str], verify: bool = False) -> bool
     d = Path(directory)
     marker = d / COMPLETE
     if not marker.is_file():
-        return (
-            not d.name.endswith(".tmp") and (d / META).is_file() and (d / WEIGHTS).is_file()
-        )
+        return not d.name.endswith(".tmp") and (d / META).is_file() and (d / WEIGHTS).is_file()
     try:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):

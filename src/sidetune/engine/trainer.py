@@ -203,7 +203,9 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> int:
     return truncate_log(run_dir / LOG_FILE, int(meta["step"]), int(meta["epoch"]))
 
 
-def _check_best_on_resume(run_dir: Path, last: Path, meta: dict[str, Any], model: nn.Module) -> None:
+def _check_best_on_resume(
+    run_dir: Path, last: Path, meta: dict[str, Any], model: nn.Module
+) -> None:
     """``best`` must hold the epoch ``last`` records as best; repair it from ``last`` if it can.
 
     ``model`` holds ``last``'s weights. Runs written by this version never need the repair

@@ -78,7 +78,8 @@ def check_feature_shapes(
             raise ConfigError(
                 f"model.{key}={value} but the {dataset.split} features ({cfg.data.video_features}, "
                 f"{cfg.data.text_features}) give {found} (all {len(shapes)} sampled files agree); "
-                f"set model.{key}={found}" + (" or choose data.layers" if key == "num_levels" else "")
+                f"set model.{key}={found}"
+                + (" or choose data.layers" if key == "num_levels" else "")
             )
 
 

@@ -326,7 +326,9 @@ class GroundingDataset(Dataset[dict[str, Any]]):
             raise DataError(self._layer_mismatch(rec, raw, text.shape[0], num_levels))
         return text[:, : cfg.max_query_len]
 
-    def _layer_mismatch(self, rec: GroundingRecord, text: np.ndarray, k_text: int, k_video: int) -> str:
+    def _layer_mismatch(
+        self, rec: GroundingRecord, text: np.ndarray, k_text: int, k_video: int
+    ) -> str:
         """Name both files and both fixes: one odd file, or a text/video layer setting."""
         video_file = self.videos.path(rec.vid)
         video_shape = tuple(self.videos.get(rec.vid).shape)

@@ -40,8 +40,8 @@ from sidetune.engine import (
 )
 from sidetune.errors import SidetuneError
 from sidetune.features.store import check_finite
-from sidetune.grounding.check import check_feature_shapes
 from sidetune.grounding.annotations import GroundingRecord
+from sidetune.grounding.check import check_feature_shapes
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import (
     DataConfig,

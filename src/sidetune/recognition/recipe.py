@@ -166,7 +166,6 @@ def build_model(cfg: RecognitionConfig) -> TDSCLIP:
 def train(config: str | Path, overrides: Sequence[str] = (), resume: bool = False) -> int:
     """``sidetune train CONFIG``: build data + model from the config and run the engine."""
     from sidetune.engine import fit
-
     from sidetune.recognition.check import screen_videos
 
     cfg = load_recognition_config(config, overrides)
