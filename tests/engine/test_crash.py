@@ -124,7 +124,9 @@ def test_two_crashes_in_a_row_then_resume_is_bit_identical(
         _train(run, resume=False, crash=point, nth=2)
     with pytest.raises(Kill):
         _train(run, resume=True, crash=point, nth=1)
+    (run / ".config.yaml.x1y2.tmp").write_text("half a file")  # as left by a kill mid-write
     summary = _train(run, resume=True)
+    assert not list(run.glob(".*.tmp"))
     assert summary["epochs"] == EPOCHS and summary["step"] == EPOCHS * STEPS_PER_EPOCH
     _assert_same(_snapshot(run), reference)
 
@@ -233,6 +235,7 @@ def test_resume_does_not_duplicate_log_records(tmp_path: Path) -> None:
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == list(range(1, EPOCHS + 1))
 
 
+@pytest.mark.slow  # three fresh Python processes importing torch: ~30 s on the loaded 2-core CPU
 def test_real_kill_in_the_swap_twice_then_resume(tmp_path: Path) -> None:
     """os._exit (no cleanup at all) inside `last`'s swap, in a real subprocess, twice."""
     script = tmp_path / "train.py"

@@ -197,6 +197,9 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> int:
     """
     last = recover_checkpoint(checkpoint_dir(run_dir, LAST))
     recover_checkpoint(checkpoint_dir(run_dir, BEST))
+    for stale in run_dir.glob(".*.tmp"):  # half-written config.yaml / metrics of a killed run
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     if not resume or last is None:
         return 0
     meta = load_meta(last)
