@@ -140,3 +140,30 @@ def test_python_api_rejects_non_finite_inputs(data: Path, tmp_path: Path) -> Non
     video[1, 4, 0] = np.nan
     with pytest.raises(FeatureError, match=r"video_feats: 1 non-finite .* index \[1, 4, 0\]"):
         model.predict(video, np.zeros((2, 5, 12), dtype=np.float32))
+
+
+def test_nan_validation_features_are_found_before_training(data: Path, tmp_path: Path) -> None:
+    vid = _first_vid(data, "val")
+    feats = load_video_features(data / "video_features", vid).astype(np.float32)
+    feats[1, 0, 0] = np.nan
+    np.savez(data / "video_features" / f"{vid}.npz", features=feats)
+    cfg = load_grounding_config("sdst_synthetic", tiny_overrides(data, tmp_path / "run"))
+    with pytest.raises(FeatureError, match=rf"{vid}\.npz: 1 non-finite"):
+        run_training(cfg, callbacks=[lambda s: pytest.fail("training started")])
+
+
+def test_predict_warns_about_a_stale_best(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run of an older version killed while writing best/: readers of best say so."""
+    from sidetune.engine import load_meta, save_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", "sdst_synthetic", *tiny_overrides(data, run, epochs=1)]) == 0
+    capsys.readouterr()
+    best = run / "checkpoints" / "best"
+    model = load_grounding_model(run).model
+    save_checkpoint(best, model, {**load_meta(best), "epoch": 0})
+    load_grounding_model(run)
+    err = capsys.readouterr().err
+    assert f"{best} holds epoch 0" in err and "records the best at epoch 1" in err

@@ -206,6 +206,28 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> int:
     return truncate_log(run_dir / LOG_FILE, int(meta["step"]), int(meta["epoch"]))
 
 
+def stale_best(run_dir: str | Path) -> str | None:
+    """A warning when ``best/`` does not hold the epoch ``last/`` records as best, else None.
+
+    Runs of this version never get there (``best`` is written first); a run written by an
+    older version and killed while writing ``best`` did. Readers of ``best`` (``predict``,
+    ``evaluate --run``, the Python API) print this instead of scoring the wrong model silently.
+    """
+    last = find_checkpoint(checkpoint_dir(run_dir, LAST))
+    best = find_checkpoint(checkpoint_dir(run_dir, BEST))
+    if last is None or best is None:
+        return None
+    recorded = load_meta(last).get("best_epoch")
+    held = load_meta(best).get("epoch")
+    if recorded is None or held is None or int(held) >= int(recorded):
+        return None
+    return (
+        f"WARNING: {best} holds epoch {held} but {last} records the best at epoch {recorded} "
+        "(a crash while best was written); `sidetune train CONFIG --resume` repairs it when "
+        "last holds that epoch; until then, this is not the best model"
+    )
+
+
 def _check_best_on_resume(
     run_dir: Path, last: Path, meta: dict[str, Any], model: nn.Module
 ) -> None:

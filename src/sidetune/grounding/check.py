@@ -83,6 +83,20 @@ def check_feature_shapes(
             )
 
 
+def scan_features(dataset: GroundingDataset, progress: bool = True) -> None:
+    """Load every feature file of ``dataset`` once (rank, dtype, NaN / Inf); the first error raises.
+
+    ``train`` runs it on the validation split, whose files are otherwise first read after a
+    whole training epoch. (The training split's files are checked as they are loaded.)
+    """
+    vids = sorted({r.vid for r in dataset.records})
+    for vid in _progress(vids, f"{dataset.split} video features", progress and len(vids) > 200):
+        dataset.videos.get(vid)
+    qids = [r.qid for r in dataset.records]
+    for qid in _progress(qids, f"{dataset.split} text features", progress and len(qids) > 200):
+        dataset.texts.get(qid)
+
+
 def _progress(items: Sequence[T], desc: str, show: bool) -> Iterator[T]:
     if not show:
         yield from items

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,12 @@ from sidetune.engine import (
     load_weights,
     resolve_device,
     seed_everything,
+    stale_best,
 )
 from sidetune.errors import SidetuneError
 from sidetune.features.store import check_finite
 from sidetune.grounding.annotations import GroundingRecord
-from sidetune.grounding.check import check_feature_shapes
+from sidetune.grounding.check import check_feature_shapes, scan_features
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import (
     DataConfig,
@@ -174,6 +176,8 @@ def run_training(
             val_set = None
         else:
             check_feature_shapes(val_set, cfg)
+            # a bad validation file would otherwise surface only after the first epoch
+            scan_features(val_set, progress=cfg.train.progress)
     model = build_model(cfg)
     recipe = _build_recipe(cfg, val_set)
     return fit(
@@ -237,6 +241,9 @@ def resolve_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     for name in candidates:
         found = find_checkpoint(checkpoint_dir(run_dir, name))
         if found is not None:
+            warning = stale_best(run_dir) if name == BEST else None
+            if warning is not None:
+                print(warning, file=sys.stderr, flush=True)
             return found
     raise CheckpointError(f"{run_dir}: no checkpoint found under {run_dir / 'checkpoints'}")
 

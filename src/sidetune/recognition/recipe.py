@@ -213,7 +213,13 @@ def evaluate_run(
     """
     from torch.utils.data import DataLoader
 
-    from sidetune.engine import checkpoint_dir, evaluate_model, load_weights, resolve_device
+    from sidetune.engine import (
+        checkpoint_dir,
+        evaluate_model,
+        load_weights,
+        resolve_device,
+        stale_best,
+    )
     from sidetune.utils.io import write_json
 
     run_dir = Path(run_dir)
@@ -222,6 +228,9 @@ def evaluate_run(
     if val_set is None:
         raise ConfigError("data.val: a list of videos to evaluate is required")
     model = build_model(cfg)
+    warning = stale_best(run_dir) if which == "best" else None
+    if warning is not None:
+        print(warning, flush=True)
     load_weights(model, checkpoint_dir(run_dir, which))
     device = resolve_device(cfg.train.device)
     model.to(device)
