@@ -141,10 +141,12 @@ def _read_annotations(
     cfg: GroundingConfig, report: CheckReport
 ) -> list[tuple[str, GroundingRecord]]:
     rows: list[tuple[str, GroundingRecord]] = []
+    seen: set[str] = set()
     for split in ("train", "val", "test"):
         path = getattr(cfg.data, split)
-        if path is None:
+        if path is None or path in seen:  # e.g. val and test naming one file: read it once
             continue
+        seen.add(path)
         try:
             ann = load_annotations(path, dataset=cfg.data.dataset, strict=False)
         except AnnotationError as exc:
