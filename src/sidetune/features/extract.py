@@ -237,18 +237,21 @@ def extract_video_features(
     batch_size: int,
     device: torch.device,
     amp: bool = True,
+    on_clips: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Features of one video: ``[K, T, F]`` float32, one vector per ``clip_length``-second clip.
 
+    ``on_clips(n)`` is called after each batch of ``n`` clips (progress inside a long video).
     Raises :class:`~sidetune.video.decode.VideoDecodeError` for an unreadable video.
     """
     chunks = iter_clips(
         path, clip_length, frames_per_clip, transform=backbone.transform, chunk_size=batch_size
     )
-    outputs = [
-        encode_clips(backbone, chunk.frames, layers, pool, device, amp)
-        for chunk in prefetch(chunks)
-    ]
+    outputs: list[torch.Tensor] = []
+    for chunk in prefetch(chunks):
+        outputs.append(encode_clips(backbone, chunk.frames, layers, pool, device, amp))
+        if on_clips is not None:
+            on_clips(int(chunk.frames.shape[0]))
     return torch.cat(outputs, dim=1).numpy()
 
 
@@ -452,28 +455,42 @@ def _extract_videos(
         backbone.transform = backbone.transform.preset(cfg.transform)
     backbone.to(device)
     layers, pool, fpc = meta["layers"], meta["pool"], meta["frames_per_clip"]
-    bar = Progress(len(jobs), "video", "video", cfg.progress)
+    bar = Progress(len(jobs), "video", "video", cfg.progress, clip_bars=cfg.workers <= 1)
+    paths = dict(jobs)
     stream = ClipStream(
         jobs, clip_length=clip_length, frames_per_clip=fpc, transform=backbone.transform,
         batch_size=cfg.batch_size,
     )  # fmt: skip
     pending: dict[str, list[torch.Tensor]] = {}
+    started: dict[str, float] = {}
+    finished = 0
     for item in decoded_chunks(stream, cfg.workers, pin_memory=device.type == "cuda"):
+        vid = item.vid
         if item.frames is not None:
+            if vid not in started:
+                started[vid] = time.perf_counter()
+                bar.start_video(vid, paths[vid], clip_length)
             feats = encode_clips(backbone, item.frames, layers, pool, device, cfg.amp)
-            pending.setdefault(item.vid, []).append(feats)
+            pending.setdefault(vid, []).append(feats)
             bar.add_clips(feats.shape[1])
             continue
-        parts = pending.pop(item.vid, [])
+        bar.end_video()
+        finished += 1
+        parts = pending.pop(vid, [])
         if item.error is not None or not parts:
-            summary.videos_failed[item.vid] = item.error or "no clip decoded"
+            summary.videos_failed[vid] = item.error or "no clip decoded"
             if not cfg.progress:
-                log(f"failed: {summary.videos_failed[item.vid]}")
+                log(f"failed: {summary.videos_failed[vid]}")
         else:
             array = torch.cat(parts, dim=1).numpy()
-            save_video_features(video_dir, item.vid, array)
+            save_video_features(video_dir, vid, array)
             summary.videos_done += 1
             summary.clips += array.shape[1]
+            if not cfg.progress:  # e.g. output to a log file: one line per video
+                seconds = time.perf_counter() - started.pop(vid)
+                log(
+                    f"video {finished}/{len(jobs)} {vid}: {array.shape[1]} clips in {seconds:.1f} s"
+                )
         bar.update(1)
     bar.close()
 

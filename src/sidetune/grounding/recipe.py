@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,12 @@ from sidetune.engine import (
     load_weights,
     resolve_device,
     seed_everything,
+    stale_best,
 )
 from sidetune.errors import SidetuneError
+from sidetune.features.store import check_finite
 from sidetune.grounding.annotations import GroundingRecord
+from sidetune.grounding.check import check_feature_shapes, scan_features
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import (
     DataConfig,
@@ -50,6 +54,7 @@ from sidetune.grounding.data import (
     select_layers,
 )
 from sidetune.grounding.losses import SDSTCriterion
+from sidetune.grounding.metrics import brief_metric_names
 from sidetune.grounding.model import build_sdst
 from sidetune.grounding.postprocess import PostprocessConfig, postprocess
 from sidetune.utils.io import write_json, write_jsonl
@@ -69,23 +74,6 @@ def build_model(cfg: GroundingConfig) -> nn.Module:
     """The SDST model of ``cfg.model``, seeded by ``cfg.train.seed`` (same init on every rank)."""
     seed_everything(cfg.train.seed)
     return build_sdst(cfg.model)
-
-
-def check_feature_shapes(dataset: GroundingDataset, cfg: GroundingConfig) -> None:
-    """The features on disk must fit ``model.*``; say which key to change if not."""
-    shapes = dataset.feature_shapes()
-    wanted = {
-        "video_dim": cfg.model.video_dim,
-        "text_dim": cfg.model.text_dim,
-        "num_levels": cfg.model.num_levels,
-    }
-    for key, value in wanted.items():
-        if shapes[key] != value:
-            raise ConfigError(
-                f"model.{key}={value} but the {dataset.split} features ({cfg.data.video_features}, "
-                f"{cfg.data.text_features}) give {shapes[key]}; set model.{key}={shapes[key]}"
-                + (" or choose data.layers" if key == "num_levels" else "")
-            )
 
 
 def forward(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,6 +133,7 @@ class GroundingRecipe:
         self.ground_truth = list(ground_truth) if ground_truth is not None else None
         self.dataset = dataset
         self.best_metric = best_metric
+        self.metric_names = brief_metric_names(dataset)  # lets fit() check best_metric first
         self.last_predictions: list[dict[str, Any]] = []
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
@@ -187,6 +176,8 @@ def run_training(
             val_set = None
         else:
             check_feature_shapes(val_set, cfg)
+            # a bad validation file would otherwise surface only after the first epoch
+            scan_features(val_set, progress=cfg.train.progress)
     model = build_model(cfg)
     recipe = _build_recipe(cfg, val_set)
     return fit(
@@ -250,6 +241,9 @@ def resolve_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     for name in candidates:
         found = find_checkpoint(checkpoint_dir(run_dir, name))
         if found is not None:
+            warning = stale_best(run_dir) if name == BEST else None
+            if warning is not None:
+                print(warning, file=sys.stderr, flush=True)
             return found
     raise CheckpointError(f"{run_dir}: no checkpoint found under {run_dir / 'checkpoints'}")
 
@@ -345,6 +339,8 @@ def prepare_sample(
             f"video_feats must be [T, F_v] or [K, T, F_v] and query_feats [L, F_t] or [K, L, F_t]; "
             f"got {tuple(video_feats.shape)} and {tuple(query_feats.shape)}"
         )
+    check_finite(video_feats, "video_feats")
+    check_finite(query_feats, "query_feats")
     video = select_layers(video_feats, data.layers, data.last_layer_only, "video_feats")
     if video.shape[0] == 1 and num_levels > 1:
         video = np.repeat(video, num_levels, axis=0)  # one layer given: the last-layer-only input
