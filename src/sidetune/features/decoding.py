@@ -89,7 +89,8 @@ class ClipStream(IterableDataset[DecodedChunk]):
 def decoded_chunks(stream: ClipStream, workers: int, pin_memory: bool) -> Iterator[DecodedChunk]:
     """Iterate ``stream`` decoded by ``workers`` processes (0: one background thread)."""
     if workers <= 0 or len(stream.videos) == 0:
-        yield from prefetch(iter(stream))
+        items = iter(stream)
+        yield from prefetch((c.pin_memory() for c in items) if pin_memory else items)
         return
     loader = DataLoader(
         stream,
