@@ -277,11 +277,17 @@ def test_worker_processes_and_shards_give_the_same_bits(workspace: dict[str, Pat
 def test_cli_official_options_reach_the_metadata(
     workspace: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--gelu", "tanh", "--transform", "demo", "--pre-text", "--workers", "0"]
+    args = ["--gelu", "tanh", "--transform", "demo", "--pre-text", "--workers", "0", "--bf16"]
     assert _cli(workspace, *args) == 1  # the broken / absent videos
     meta = json.loads((workspace["out"] / "extract_meta.json").read_text())
     assert (meta["gelu"], meta["transform"], meta["pre_text"]) == ("tanh", "demo", True)
-    assert meta["text_format"] == "[CLS] X"
+    assert meta["text_format"] == "[CLS] X" and meta["weights"] == "bf16"
+    bf16 = load_video_features(workspace["out"] / "video_features", VID_A)
+    fp32_out = workspace["out"].parent / "fp32"
+    assert _cli({**workspace, "out": fp32_out}, *args[:-1]) == 1
+    fp32 = load_video_features(fp32_out / "video_features", VID_A)
+    assert not np.array_equal(bf16, fp32)  # the weights' precision reaches the features
+    np.testing.assert_allclose(bf16.astype(np.float32), fp32.astype(np.float32), atol=0.1)
     capsys.readouterr()
     bad = ["extract", "--backbone", "clip-tiny", "--videos", str(workspace["videos"])]
     assert main([*bad, "--out", str(workspace["out"]) + "2", "--gelu", "tanh"]) == 1

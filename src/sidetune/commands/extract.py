@@ -13,7 +13,7 @@ unreadable videos are listed at the end and in ``OUT/extract_failures.json`` (ex
 when any video failed).
 
 Defaults follow the official InternVideo2 pipeline: whole frame resized to 224x224 (bicubic,
-``--transform eval``), text ``[CLS] X`` padded to 40 tokens. ``--gelu tanh --pre-text``
+``--transform eval``), text ``[CLS] X`` padded to 40 tokens. ``--gelu tanh --pre-text --bf16``
 reproduces the official retrieval eval; ``--transform demo`` (and the default erf GELU) the
 demo. Many GPUs / nodes: the same command under ``torchrun --nproc_per_node N [--nnodes M ...]
 -m sidetune.cli extract ...``; each rank takes its share of videos and queries.
@@ -126,6 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on GPU")
     parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 backbone weights, as the official retrieval eval (use_bf16); default fp32 "
+        "weights (under bf16 autocast on GPU)",
+    )
+    parser.add_argument(
         "--text-checkpoint",
         default=None,
         help="text tower weights (default: --checkpoint; the stage-2 file holds both)",
@@ -168,6 +174,8 @@ def _default_workers(device: str, world_size: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from sidetune.backbones import create_backbone, create_text_backbone, parse_layers
     from sidetune.engine.distributed import all_gather_object, cleanup, init_distributed
     from sidetune.features.extract import ExtractConfig, ExtractError, run_extraction
@@ -220,12 +228,15 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         transform=args.transform,
         gelu=args.gelu if is_iv2 else None,
+        bf16=args.bf16,
         add_sep=args.text_sep,
         pre_text=args.pre_text,
         workers=workers,
         rank=env.rank,
         world_size=env.world_size,
     )
+
+    dtype = torch.bfloat16 if args.bf16 else None
 
     def build_video() -> Any:
         options: dict[str, Any] = {}
@@ -238,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             frames_per_clip=args.frames_per_clip,
             strict=not args.non_strict,
+            dtype=dtype,
             **options,
         )
         report = getattr(backbone, "load_report", None)
@@ -253,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
             strict=not args.non_strict,
             add_sep=args.text_sep,
             normalize_text=args.pre_text,
+            dtype=dtype,
         )
         report = getattr(text, "load_report", None)
         if report is not None and env.is_main:

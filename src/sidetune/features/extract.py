@@ -81,6 +81,7 @@ class ExtractConfig:
     backbone: str | None = None  # name, needed when the backbone is passed as a factory
     transform: str | None = None  # "eval" | "demo" | "crop"; None: the backbone's default
     gelu: str | None = None  # recorded only: the GELU the factory builds ("erf" | "tanh")
+    bf16: bool = False  # recorded only: the factories build bf16 weights (the official eval's)
     add_sep: bool = False  # text "[CLS] X [SEP]" (Hugging Face) instead of "[CLS] X" (official)
     pre_text: bool = False  # the official caption normalisation
     workers: int = 0  # decoding processes (0: a background thread)
@@ -316,6 +317,7 @@ def _build_meta(cfg: ExtractConfig, backbone: Any, text: Any, clip_length: float
                 frames_per_clip=cfg.frames_per_clip,
                 transform=cfg.transform,
                 gelu=cfg.gelu,
+                bf16=cfg.bf16,
             )
         )
     if text is not None:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sidetune.backbones import describe_backbone, describe_text_backbone
 from sidetune.backbones.base import TextBackbone, VideoBackbone, resolve_layers
 from sidetune.errors import SidetuneError
@@ -34,6 +36,7 @@ def video_meta(
     frames_per_clip: int | None,
     transform: str | None,
     gelu: str | None,
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """Metadata of the video side, from a built backbone or (without loading) its name."""
     if isinstance(backbone, str):
@@ -45,6 +48,7 @@ def video_meta(
         name, depth, dim = backbone.name, backbone.depth, backbone.feature_dim(pool)  # type: ignore[arg-type]
         fpc = frames_per_clip or backbone.frames_per_clip
         kind = transform or backbone.transform.kind
+        bf16 = next(backbone.parameters()).dtype == torch.bfloat16
         cfg = getattr(backbone, "cfg", None)
         if gelu is None and cfg is not None and hasattr(cfg, "gelu_approximate"):
             gelu = "erf" if cfg.gelu_approximate == "none" else "tanh"
@@ -56,6 +60,7 @@ def video_meta(
         "clip_length": clip_length,
         "frames_per_clip": fpc,
         "transform": kind,
+        "weights": "bf16" if bf16 else "fp32",
     }
     if name.startswith("internvideo2"):
         meta["gelu"] = gelu or "erf"
@@ -103,6 +108,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 LEGACY_DEFAULTS: dict[str, Any] = {
     "transform": "crop",
     "gelu": "erf",
+    "weights": "fp32",
     "text_format": text_format(add_sep=True),
     "pre_text": False,
 }
@@ -115,7 +121,8 @@ def check_meta(path: Path, meta: dict[str, Any], old: dict[str, Any]) -> None:
     (:data:`LEGACY_DEFAULTS`), when the side it belongs to was recorded at all.
     """
     if old:
-        sides = {"transform": "backbone", "gelu": "backbone", "text_format": "text_backbone"}
+        sides = {"transform": "backbone", "gelu": "backbone", "weights": "backbone"}
+        sides["text_format"] = "text_backbone"
         sides["pre_text"] = "text_backbone"
         legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in old and sides[k] in old}
         old = {**legacy, **old}
