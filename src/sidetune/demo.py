@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -36,7 +36,7 @@ from sidetune.errors import SidetuneError
 
 CONFIG = "sdst_rendered"
 BACKBONE = "internvideo2-tiny"
-POOL = "mean"
+POOL: Literal["mean"] = "mean"  # the tiny random backbone's adaptive pool varies too little
 LAYERS = [1, 2, 3, 4]
 IOU_HIT = 0.5
 
