@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,30 @@ def test_batches_mix_short_videos_and_windowed_long_ones() -> None:
         rows[0]["pred_relevant_windows"]
         == pred.predict(short, query, qid=0, vid="0", query="q")["pred_relevant_windows"]
     )
+
+
+def test_dataset_keeps_long_videos_whole_for_windows_but_pools_training(tmp_path: Path) -> None:
+    import json
+
+    from sidetune.features.store import save_text_features, save_video_features
+    from sidetune.grounding.data import DataConfig, GroundingDataset
+
+    save_video_features(tmp_path / "v", "long", np.zeros((2, 200, 8), np.float32))
+    save_text_features(tmp_path / "t", 1, np.zeros((2, 3, 8), np.float32))
+    row = {
+        "qid": 1,
+        "vid": "long",
+        "query": "q",
+        "duration": 400.0,
+        "relevant_windows": [[300, 310]],
+    }
+    for split in ("train", "val"):
+        (tmp_path / f"{split}.jsonl").write_text(json.dumps(row) + "\n")
+    cfg = DataConfig(dataset="charades", train=str(tmp_path / "train.jsonl"),
+                     val=str(tmp_path / "val.jsonl"), video_features=str(tmp_path / "v"),
+                     text_features=str(tmp_path / "t"), clip_length=2.0, max_clips=75,
+                     long_video="window")  # fmt: skip
+    val = GroundingDataset(cfg, "val")[0]
+    assert val["video_feats"].shape[1] == 200 and val["meta"]["clip_length"] == 2.0
+    train = GroundingDataset(cfg, "train")[0]
+    assert train["video_feats"].shape[1] == 75  # training rows are pooled
