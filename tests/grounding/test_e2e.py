@@ -185,3 +185,25 @@ def test_full_demo_grounds_held_out_videos(tmp_path: Path) -> None:
     result = run(tmp_path, progress=False)
     assert result["ground"]["hit_rate"] >= 75.0  # measured 86.0 (README)
     assert result["test"]["MR-full-mAP"] >= 80.0  # measured 90.79
+
+    # Minute 47 of a rendered 1-hour video, found by the trained run through sliding windows.
+    from sidetune.grounding.inference import Grounder
+    from sidetune.grounding.render import (
+        BACKGROUND, Event, RenderConfig, RenderedVideo, render_frames, write_mp4,
+    )  # fmt: skip
+
+    def ev(concept: tuple[str, str, str], start: int, n: int) -> Event:
+        return Event(concept, start, start + n, 18.0, (32.0, 32.0))
+
+    events = [ev(("blue", "circle", "left"), 300, 8), ev(("green", "square", "up"), 900, 10),
+              ev(("red", "circle", "left"), 1410, 10), ev(("yellow", "triangle", "right"), 1650, 6)]  # fmt: skip
+    hour = tmp_path / "hour.mp4"
+    write_mp4(
+        hour, render_frames(RenderConfig(), RenderedVideo("hour", 3600.0, BACKGROUND, events)), 4
+    )
+    [r] = Grounder.from_run(tmp_path / "run", cache_dir=tmp_path / "c").ground(
+        hour, "the red circle moves left"
+    )
+    top = r.moments[0]
+    assert len(r.saliency) == 1800
+    assert top.start <= 2822.0 and top.end >= 2838.0 and top.end - top.start <= 24.0  # 47:00-47:20
