@@ -189,7 +189,12 @@ def test_full_demo_grounds_held_out_videos(tmp_path: Path) -> None:
     # Minute 47 of a rendered 1-hour video, found by the trained run through sliding windows.
     from sidetune.grounding.inference import Grounder
     from sidetune.grounding.render import (
-        BACKGROUND, Event, RenderConfig, RenderedVideo, render_frames, write_mp4,
+        BACKGROUND,
+        Event,
+        RenderConfig,
+        RenderedVideo,
+        render_frames,
+        write_mp4,
     )  # fmt: skip
 
     def ev(concept: tuple[str, str, str], start: int, n: int) -> Event:
