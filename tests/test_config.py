@@ -112,3 +112,24 @@ def test_builtin_config_resolution_and_task() -> None:
     assert config_task(first.stem) in {"grounding", "recognition"}
     with pytest.raises(ConfigError, match="neither a file nor a built-in"):
         resolve_config_path("no_such_config")
+
+
+def test_only_bare_names_resolve_to_builtin_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path that does not exist is an error, even when a built-in has the same name."""
+    found = sorted(Path(__file__).resolve().parents[1].glob("src/sidetune/configs/*/*.yaml"))
+    name = found[0].stem
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path(name) == found[0]
+    for path in (f"runs/{name}.yaml", f"{name}.yaml", f"./{name}", str(tmp_path / name)):
+        with pytest.raises(ConfigError, match="does not exist") as err:
+            resolve_config_path(path)
+        assert path in str(err.value) and f"built-in config of that name is {name!r}" in str(
+            err.value
+        )
+    (tmp_path / "mine.yaml").write_text("task: grounding\n")
+    assert resolve_config_path("mine.yaml") == Path("mine.yaml")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        resolve_config_path("adir/")

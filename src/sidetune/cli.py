@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sidetune.commands.plot",
         "draw one query of a predictions file: saliency, moments, ground truth (PNG)",
     ),
+    "check": (
+        "sidetune.commands.check",
+        "scan a config's annotations, feature files or videos before training",
+    ),
     "extract": (
         "sidetune.commands.extract",
         "extract K intermediate-layer features from raw videos with a frozen backbone",
@@ -58,11 +62,28 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse with ``key=value`` overrides and ``--flags`` in any order.
+
+    argparse fills a ``nargs="*"`` positional only from the run of words before the first
+    flag, so ``train CONFIG --resume a=1`` would leave ``a=1`` unrecognized; such leftovers
+    join the command's ``overrides`` (in command-line order). Anything else left over is
+    still an error.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        stray = [a for a in extra if a.startswith("-") or "=" not in a]
+        if stray or not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2

@@ -12,6 +12,7 @@ Override values are parsed as YAML scalars/lists: ``train.lr=2.5e-4``, ``data.la
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -32,22 +33,38 @@ class ConfigError(SidetuneError, ValueError):
     """A config file or override that does not fit the schema; the message names the key."""
 
 
+def _is_bare_name(text: str) -> bool:
+    """``sdst_synthetic`` is a name; ``./x``, ``dir/x``, ``x.yaml`` are paths."""
+    return not any(sep in text for sep in ("/", "\\", os.sep)) and Path(text).suffix not in {
+        ".yaml",
+        ".yml",
+    }
+
+
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """Find a config given a path, or a built-in name like ``sdst_synthetic``.
 
-    Built-in configs ship inside the package (``sidetune/configs/<task>/<name>.yaml``) so they
-    work from an installed wheel as well as from the repository.
+    Only a bare name (no directory part, no ``.yaml`` suffix) is looked up among the built-in
+    configs; a path must exist, so a typo in a path never silently trains a preset of the
+    same name. Built-in configs ship inside the package (``sidetune/configs/<task>/<name>.yaml``)
+    so they work from an installed wheel as well as from the repository.
     """
+    text = str(name_or_path)
     p = Path(name_or_path)
-    if p.is_file():
-        return p
-    stem = p.stem if p.suffix in {".yaml", ".yml"} else p.name
-    matches = sorted(BUILTIN_CONFIG_DIR.glob(f"*/{stem}.yaml"))
+    known = sorted(q.stem for q in BUILTIN_CONFIG_DIR.glob("*/*.yaml"))
+    if not _is_bare_name(text):
+        if p.is_file():
+            return p
+        why = "is a directory, not a config file" if p.is_dir() else "does not exist"
+        hint = f"; the built-in config of that name is {p.stem!r}" if p.stem in known else ""
+        raise ConfigError(f"config file {text} {why}{hint}")
+    matches = sorted(BUILTIN_CONFIG_DIR.glob(f"*/{text}.yaml"))
     if matches:
         return matches[0]
-    known = sorted(q.stem for q in BUILTIN_CONFIG_DIR.glob("*/*.yaml"))
+    if p.is_file():  # an extension-less file in the working directory
+        return p
     raise ConfigError(
-        f"config {str(name_or_path)!r} is neither a file nor a built-in config; built-in: {', '.join(known)}"
+        f"config {text!r} is neither a file nor a built-in config; built-in: {', '.join(known)}"
     )
 
 

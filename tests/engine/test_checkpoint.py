@@ -32,6 +32,7 @@ def test_round_trip_with_shared_and_noncontiguous(tmp_path: Path) -> None:
         tmp_path / "ck" / "last", m, {"epoch": 3, "x": [1, 2]}, {"optimizer": opt.state_dict()}
     )
     assert sorted(p.name for p in d.iterdir()) == [
+        "complete.json",
         "meta.json",
         "model.safetensors",
         "train_state.pt",

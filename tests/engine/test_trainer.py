@@ -182,3 +182,13 @@ def test_time_guard_stops_after_an_epoch_with_eval_and_checkpoint(tmp_path: Path
     assert summary["epochs"] == 1 and summary["stopped_early"] and summary["step"] == 6
     assert "neg_mse" in summary["metrics"]  # the stopping epoch is evaluated
     assert load_meta(tmp_path / "checkpoints" / "last")["epoch"] == 1
+
+
+def test_validation_shows_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = toy_cfg(epochs=1, progress=True)
+    fit(toy_model(), ToyRecipe(), ToySet(8), ToySet(8, seed=1), collate, cfg, tmp_path)
+    err = capsys.readouterr().err
+    assert "validation 1/1" in err and "epoch 1/1" in err
+    cfg = toy_cfg(epochs=1, progress=False)
+    fit(toy_model(), ToyRecipe(), ToySet(8), ToySet(8, seed=1), collate, cfg, tmp_path / "quiet")
+    assert "validation" not in capsys.readouterr().err

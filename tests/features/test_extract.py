@@ -182,3 +182,24 @@ def test_clip_backbone_without_annotations_takes_every_video(tmp_path: Path) -> 
         16,
     )  # 3 layers x 3 s
     assert load_video_features(tmp_path / "out" / "video_features", "b").shape == (3, 2, 16)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_inside_each_video(
+    tmp_path: Path, progress: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bar over one video's clips (or one log line per video without bars)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_video(videos / "a.mp4", seconds=3, fps=5)
+    cfg = ExtractConfig(
+        out=tmp_path / "out", videos=videos, dataset="charades", text=False, progress=progress,
+        batch_size=1,
+    )  # fmt: skip
+    lines: list[str] = []
+    run_extraction(cfg, create_backbone("clip-tiny"), log=lines.append)
+    if progress:
+        err = capsys.readouterr().err
+        assert "\ra:   0%|          | 0/3 [" in err and "clip/s" in err  # 3 clips of video a
+    else:
+        assert any(x.startswith("video 1/1 a: 3 clips in ") for x in lines), lines

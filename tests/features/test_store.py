@@ -151,3 +151,24 @@ def test_store_cache_and_lru(tmp_path: Path) -> None:
     texts = FeatureStore(tmp_path, "text", cache=True)
     save_text_features(tmp_path, "s1-d2_0", np.ones((4, 3)))
     assert texts.get("s1-d2_0").shape == (4, 3) and texts.path("s1-d2_0").name == "qids1-d2_0.npz"
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pt", ".npy"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features_name_the_file_and_index(
+    tmp_path: Path, suffix: str, bad: float
+) -> None:
+    arr = np.ones((2, 5, 3), dtype=np.float16)
+    arr[1, 3, 2] = bad
+    arr[1, 4, 0] = bad
+    path = tmp_path / f"v{suffix}"
+    if suffix == ".npz":
+        np.savez(path, features=arr)
+    elif suffix == ".pt":
+        torch.save(torch.from_numpy(arr), path)
+    else:
+        np.save(path, arr)
+    with pytest.raises(FeatureError) as err:
+        load_video_features(tmp_path, "v")
+    msg = str(err.value)
+    assert str(path) in msg and "[1, 3, 2]" in msg and "2 non-finite" in msg

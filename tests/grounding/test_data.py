@@ -113,7 +113,7 @@ def test_layer_selection_and_last_layer_only(qvh: DataConfig) -> None:
     with pytest.raises(DataError, match=r"vid 'v150'.*layer index 4 out of range.*4 layer"):
         GroundingDataset(qvh, "train")[0]
     qvh.layers, qvh.text_layers = None, [0, 1]
-    with pytest.raises(DataError, match=r"qid 1.*2 layer\(s\) selected but the video has 4"):
+    with pytest.raises(DataError, match=r"qid 1: 2 text layer\(s\) .* but 4 video layer\(s\)"):
         GroundingDataset(qvh, "train")[0]
 
 

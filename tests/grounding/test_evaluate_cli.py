@@ -199,3 +199,86 @@ def test_evaluate_argument_errors(
 ) -> None:
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_utf8_bom_is_accepted(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Editors on Windows write a byte-order mark; it used to read as a "truncated line"."""
+    gt, pred = files
+    bom_pred = tmp_path / "bom_pred.jsonl"
+    bom_pred.write_bytes(b"\xef\xbb\xbf" + pred.read_bytes())
+    bom_gt = tmp_path / "bom_gt.jsonl"
+    bom_gt.write_bytes(b"\xef\xbb\xbf" + gt.read_bytes())
+    assert main(["evaluate", "--gt", str(bom_gt), "--pred", str(bom_pred)]) == 0
+    assert "MR-full-mAP" in capsys.readouterr().out
+
+
+def test_booleans_are_not_numbers(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt, _ = files
+    rows = [pred_row(q, [[10, 18, 0.9]]) for q in (1, 2, 3, 4)]
+    rows[1]["pred_saliency_scores"][3] = True
+    err = _run_bad(tmp_path, gt, rows, capsys)
+    assert "bad.jsonl:2: field 'pred_saliency_scores[3]': expected a finite number, got True" in err
+    rows = [pred_row(q, [[10, 18, 0.9]]) for q in (1, 2, 3, 4)]
+    rows[2]["pred_relevant_windows"] = [[10, 18, 0.9], [0, True, 0.5]]
+    err = _run_bad(tmp_path, gt, rows, capsys)
+    assert "bad.jsonl:3: field 'pred_relevant_windows[1]'" in err
+
+
+def test_saliency_list_of_the_wrong_length(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt, _ = files
+    rows = [pred_row(q, [[10, 18, 0.9]]) for q in (1, 2, 3, 4)]
+    rows[3]["pred_saliency_scores"] = rows[3]["pred_saliency_scores"][:10]
+    err = _run_bad(tmp_path, gt, rows, capsys)
+    assert "bad.jsonl:4: field 'pred_saliency_scores': 10 scores but qid 4 has 75 clips" in err
+    # one clip short or long (features one clip off the annotation) is fine
+    rows[3]["pred_saliency_scores"] = [0.5] * 74
+    rows[2]["pred_saliency_scores"] = [0.5] * 76
+    pred = write_jsonl(tmp_path / "ok.jsonl", rows)
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred)]) == 0
+
+
+def test_charades_file_without_dataset_flag_suggests_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = {"qid": 0, "query": "q", "vid": "v", "duration": 30.5, "relevant_windows": [[2.0, 9.5]]}
+    gt = write_jsonl(tmp_path / "cha.jsonl", [row])
+    pred = write_jsonl(tmp_path / "p.jsonl", [{"qid": 0, "pred_relevant_windows": [[2, 9, 1.0]]}])
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred)]) == 1
+    err = capsys.readouterr().err
+    assert "cha.jsonl:1: field 'relevant_clip_ids': missing key" in err
+    assert "--dataset charades" in err
+
+
+def test_large_prediction_file_shows_progress(
+    files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sidetune.grounding.predictions as predictions
+
+    monkeypatch.setattr(predictions, "PROGRESS_BYTES", 10)
+    gt, pred = files
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred)]) == 0
+    assert f"reading {pred.name}" in capsys.readouterr().err
+
+
+def test_brief_metric_names_are_the_keys_evaluate_reports(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """fit() rejects a best_metric up front from this list: it must not drift from the evaluator."""
+    from sidetune.grounding.metrics import brief_metric_names
+
+    gt, pred = files
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())["brief"]) == brief_metric_names("qvhighlights")
+    rows = [{"qid": 0, "pred_relevant_windows": [[2.0, 9.5, 1.0]]}]
+    cha = [{"qid": 0, "query": "q", "vid": "v", "duration": 30.5, "relevant_windows": [[2.0, 9.5]]}]
+    gt_c, pred_c = write_jsonl(tmp_path / "c.jsonl", cha), write_jsonl(tmp_path / "pc.jsonl", rows)
+    args = ["evaluate", "--gt", str(gt_c), "--pred", str(pred_c), "--dataset", "charades"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())["brief"]) == brief_metric_names("charades")

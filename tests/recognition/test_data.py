@@ -163,3 +163,20 @@ def test_missing_frame_names_the_list_row(tmp_path: Path) -> None:
     )
     with pytest.raises(VideoListError, match=r"list\.txt:1: cannot read frame"):
         ds[0]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_video_files_are_decoded_at_the_size_the_transform_needs(
+    tmp_path: Path, train: bool
+) -> None:
+    """A 640x360 source with 32-px inputs: frames arrive at short side 36 (32 * 256 / 224)."""
+    from tests.video.test_decode import make_video
+
+    make_video(tmp_path / "v.mp4", seconds=1, fps=4, size=(640, 360))
+    records = parse_video_list(_write(tmp_path / "list.txt", "v.mp4 0\n"))
+    tf = TrainTransform(32) if train else EvalTransform(32)
+    ds = VideoDataset(records, num_segments=2, num_local=1, train=train, transform=tf)
+    assert ds.decode_short_side == 36
+    assert tuple(ds.read(records[0], [0, 2]).shape) == (2, 36, 64, 3)
+    x = ds[0]["frames"]
+    assert x.shape[-2:] == (32, 32)

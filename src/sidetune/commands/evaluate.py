@@ -12,15 +12,21 @@ the multi-view test (``eval.num_crops`` x ``eval.num_clips``) on ``data.val``.
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from sidetune.config import config_task
 from sidetune.errors import SidetuneError
-from sidetune.grounding.annotations import DATASETS, load_annotations
+from sidetune.grounding.annotations import CLIP_LENGTH, DATASETS, load_annotations
 from sidetune.grounding.metrics import evaluate_predictions
-from sidetune.grounding.predictions import match_qids, read_predictions
+from sidetune.grounding.predictions import (
+    check_saliency_lengths,
+    match_qids,
+    read_prediction_lines,
+)
 from sidetune.utils.io import write_json
 
 
@@ -63,13 +69,19 @@ def run(args: argparse.Namespace) -> int:
         raise SidetuneError(f"unexpected arguments {args.overrides}: overrides go with --run")
     start = time.perf_counter()
     ground_truth = load_annotations(args.gt, args.dataset, strict=True)
-    predictions = read_predictions(args.pred)
+    predictions, lines = read_prediction_lines(args.pred)
     match_qids(
         (p["qid"] for p in predictions),
         (r.qid for r in ground_truth),
         pred_name=str(args.pred),
         gt_name=str(args.gt),
     )
+    if args.dataset == "qvhighlights":  # only QVHighlights scores saliency
+        clip = CLIP_LENGTH[args.dataset]
+        num_clips = {r.qid: math.ceil(r.duration / clip - 1e-9) for r in ground_truth}
+        check_saliency_lengths(predictions, num_clips, str(args.pred), lines)
+    if len(predictions) > 10_000:
+        print(f"scoring {len(predictions)} queries ...", file=sys.stderr, flush=True)
     metrics = evaluate_predictions(predictions, ground_truth.records, args.dataset, validate=False)
     elapsed = time.perf_counter() - start
     title = f"{args.dataset}: {len(predictions)} queries, {elapsed:.2f} s"

@@ -29,6 +29,7 @@ from sidetune.engine.trainer import (
     evaluate_model,
     fit,
     move_to,
+    stale_best,
 )
 
 __all__ = [
@@ -59,5 +60,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "set_rng_state",
+    "stale_best",
     "unwrap",
 ]

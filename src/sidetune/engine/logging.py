@@ -8,6 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sidetune.utils.io import atomic_open
+
+LOG_FILE = "log.jsonl"
+
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
@@ -27,7 +31,7 @@ class RunLogger:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.run_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._fh = open(self.run_dir / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115
         self._tb: Any = None
         if tensorboard:
             try:
@@ -53,3 +57,31 @@ class RunLogger:
         if self._tb is not None:
             self._tb.flush()
             self._tb.close()
+
+
+def truncate_log(path: str | Path, step: int, epoch: int) -> int:
+    """Drop the records a killed run wrote after its checkpoint; returns how many were dropped.
+
+    On resume the run replays everything after ``(epoch, step)`` of the checkpoint, so records
+    with a later step or epoch would appear twice. A torn last line (a kill mid-write) goes too.
+    The file is rewritten atomically.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept: list[str] = []
+    dropped = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            later = int(record.get("step", 0)) > step or int(record.get("epoch", 0)) > epoch
+        except (ValueError, TypeError, AttributeError):
+            later = True
+        if later:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        with atomic_open(path, "w", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in kept))
+    return dropped

@@ -6,6 +6,18 @@ Checkpoints are written at the end of every epoch (``last``) and whenever the re
 ``best_metric`` improves (``best``); with ``resume=True`` the run continues from ``last`` with
 the model, optimiser, schedule, grad-scaler and every rank's RNG states restored.
 
+Crash guarantees (``kill -9`` at any instant, any number of times in a row):
+
+- ``best`` is written *before* ``last`` records the new best value, so ``last`` never points at
+  a best that is not on disk; a resumed run replays the epoch and rewrites ``best`` itself.
+  On resume ``best`` is checked against ``last``'s ``best_epoch`` and repaired from ``last``
+  when ``last`` holds those weights (older runs), or reported when it cannot be.
+- Each checkpoint swap keeps one complete copy findable (see :mod:`sidetune.engine.checkpoint`);
+  at start the newest complete copy is moved back in place and stale temporaries are removed.
+- ``log.jsonl`` is cut back to the checkpoint's step on resume (no duplicate records).
+- ``run_dir`` is locked (:class:`~sidetune.engine.lock.RunLock`) for the whole run, so a
+  second training into the same directory stops with an error naming the first one.
+
 Under ``torchrun`` the model is wrapped in DDP; only rank 0 writes files and evaluates (over
 the whole validation set, with the unwrapped model, so metrics equal a single-process run)
 while the other ranks wait at a barrier.
@@ -33,15 +45,18 @@ from sidetune.config import save_config, to_dict
 from sidetune.engine import distributed as D
 from sidetune.engine.checkpoint import (
     CheckpointError,
+    crash_point,
     find_checkpoint,
     load_meta,
     load_train_state,
     load_weights,
+    recover_checkpoint,
     save_checkpoint,
     unwrap,
 )
 from sidetune.engine.config import TrainConfig
-from sidetune.engine.logging import RunLogger
+from sidetune.engine.lock import RunLock
+from sidetune.engine.logging import LOG_FILE, RunLogger, truncate_log
 from sidetune.engine.optim import WarmupSchedule, build_optimizer, param_groups
 from sidetune.engine.seed import get_rng_state, seed_everything, set_rng_state, worker_init_fn
 from sidetune.errors import SidetuneError
@@ -60,7 +75,8 @@ class Recipe(Protocol):
     iterable of device batches, and returns a flat dict of floats containing ``best_metric``
     (higher is better). Under DDP only rank 0 calls ``evaluate``, so it must not run
     collectives (no all-reduce inside, e.g. no DDP-aware loss). A recipe may also define
-    ``param_groups(model) -> list[dict]``.
+    ``param_groups(model) -> list[dict]`` and ``metric_names`` (the keys ``evaluate`` will
+    return), which lets :func:`fit` reject a ``best_metric`` before the first epoch.
     """
 
     best_metric: str
@@ -120,19 +136,129 @@ def _make_scaler(cfg: TrainConfig, device: torch.device) -> torch.amp.GradScaler
     return None
 
 
+class _Progress:
+    """Iterates ``loader`` under a tqdm bar (``len`` kept, so recipes may still size by it)."""
+
+    def __init__(self, loader: Iterable[Any], desc: str) -> None:
+        self.loader = loader
+        self.desc = desc
+
+    def __iter__(self) -> Iterator[Any]:
+        total = len(self.loader) if hasattr(self.loader, "__len__") else None  # type: ignore[arg-type]
+        with tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False) as bar:
+            for batch in self.loader:
+                yield batch
+                bar.update(1)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+
 def evaluate_model(
-    model: nn.Module, recipe: Recipe, loader: Iterable[Any], device: torch.device, amp: str = "none"
+    model: nn.Module,
+    recipe: Recipe,
+    loader: Iterable[Any],
+    device: torch.device,
+    amp: str = "none",
+    progress: str | None = None,
 ) -> dict[str, float]:
-    """Run ``recipe.evaluate`` on the unwrapped model in eval mode, without gradients."""
+    """Run ``recipe.evaluate`` on the unwrapped model in eval mode, without gradients.
+
+    ``progress``: label of a tqdm bar over the batches (None: no bar).
+    """
     bare = unwrap(model)
     was_training = bare.training
     bare.eval()
+    batches: Iterable[Any] = DeviceLoader(loader, device)
+    if progress is not None:
+        batches = _Progress(batches, progress)
     try:
         with torch.no_grad(), autocast_context(amp, device):
-            metrics = recipe.evaluate(bare, DeviceLoader(loader, device))
+            metrics = recipe.evaluate(bare, batches)
     finally:
         bare.train(was_training)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def check_best_metric(recipe: Recipe) -> None:
+    """Reject a ``best_metric`` the recipe will never report, before any training."""
+    names = getattr(recipe, "metric_names", None)
+    if names is not None and recipe.best_metric not in names:
+        raise SidetuneError(
+            f"best_metric {recipe.best_metric!r} is not among the evaluation metrics of this "
+            f"dataset: {', '.join(sorted(names))}"
+        )
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> int:
+    """Main process, under the lock: repair checkpoints after a crash, trim the log.
+
+    Returns the number of log records dropped.
+    """
+    last = recover_checkpoint(checkpoint_dir(run_dir, LAST))
+    recover_checkpoint(checkpoint_dir(run_dir, BEST))
+    for stale in run_dir.glob(".*.tmp"):  # half-written config.yaml / metrics of a killed run
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+    if not resume or last is None:
+        return 0
+    meta = load_meta(last)
+    return truncate_log(run_dir / LOG_FILE, int(meta["step"]), int(meta["epoch"]))
+
+
+def stale_best(run_dir: str | Path) -> str | None:
+    """A warning when ``best/`` does not hold the epoch ``last/`` records as best, else None.
+
+    Runs of this version never get there (``best`` is written first); a run written by an
+    older version and killed while writing ``best`` did. Readers of ``best`` (``predict``,
+    ``evaluate --run``, the Python API) print this instead of scoring the wrong model silently.
+    """
+    last = find_checkpoint(checkpoint_dir(run_dir, LAST))
+    best = find_checkpoint(checkpoint_dir(run_dir, BEST))
+    if last is None or best is None:
+        return None
+    recorded = load_meta(last).get("best_epoch")
+    held = load_meta(best).get("epoch")
+    if recorded is None or held is None or int(held) >= int(recorded):
+        return None
+    return (
+        f"WARNING: {best} holds epoch {held} but {last} records the best at epoch {recorded} "
+        "(a crash while best was written); `sidetune train CONFIG --resume` repairs it when "
+        "last holds that epoch; until then, this is not the best model"
+    )
+
+
+def _check_best_on_resume(
+    run_dir: Path, last: Path, meta: dict[str, Any], model: nn.Module
+) -> None:
+    """``best`` must hold the epoch ``last`` records as best; repair it from ``last`` if it can.
+
+    ``model`` holds ``last``'s weights. Runs written by this version never need the repair
+    (``best`` is written first); a ``best`` newer than ``last`` is fine: the replayed epoch
+    rewrites it.
+    """
+    best_epoch = meta.get("best_epoch")
+    if best_epoch is None:
+        return
+    best_dir = checkpoint_dir(run_dir, BEST)
+    found = find_checkpoint(best_dir)
+    held = int(load_meta(found).get("epoch") or 0) if found is not None else None
+    if held is not None and held >= int(best_epoch):
+        return
+    if int(best_epoch) == int(meta["epoch"]):
+        save_checkpoint(best_dir, model, {**meta, "rng": []})
+        print(
+            f"repaired {best_dir}: it held epoch {held}, {last} records the best at epoch "
+            f"{best_epoch}; copied from {last}",
+            flush=True,
+        )
+        return
+    print(
+        f"WARNING: {best_dir} holds epoch {held} but {last} records the best "
+        f"{meta.get('best_metric')} at epoch {best_epoch}, whose weights are gone; "
+        "best will be replaced at the next improvement",
+        flush=True,
+    )
 
 
 def fit(
@@ -159,8 +285,10 @@ def fit(
     ``train`` the last epoch's mean loss terms.
     """
     run_dir = Path(run_dir)
+    check_best_metric(recipe)
     env = D.init_distributed(cfg.device)
     logger: RunLogger | None = None
+    lock: RunLock | None = None
     try:
         device = env.device
         if cfg.batch_size % env.world_size:
@@ -168,6 +296,12 @@ def fit(
                 f"train.batch_size={cfg.batch_size} is the global batch and must be divisible by "
                 f"the number of processes ({env.world_size})"
             )
+        if env.is_main:
+            lock = RunLock(run_dir).acquire()
+            dropped = _prepare_run_dir(run_dir, resume)
+            if dropped:
+                print(f"resume: dropped {dropped} log record(s) written after the checkpoint")
+        D.barrier(env)
         last_dir = checkpoint_dir(run_dir, LAST)
         found = find_checkpoint(last_dir)
         if resume and found is None:
@@ -235,6 +369,8 @@ def fit(
             rng = meta.get("rng") or []
             if len(rng) == env.world_size:
                 set_rng_state(rng[env.rank])
+            if env.is_main:
+                _check_best_on_resume(run_dir, found, meta, model)
 
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +438,14 @@ def fit(
             improved = False
             if evaluated:
                 assert val_loader is not None
-                metrics = evaluate_model(model, recipe, val_loader, device, cfg.amp)
+                metrics = evaluate_model(
+                    model,
+                    recipe,
+                    val_loader,
+                    device,
+                    cfg.amp,
+                    progress=f"validation {epoch + 1}/{cfg.epochs}" if cfg.progress else None,
+                )
                 if recipe.best_metric not in metrics:
                     raise SidetuneError(
                         f"best_metric {recipe.best_metric!r} is not among the evaluation metrics: {sorted(metrics)}"
@@ -339,9 +482,11 @@ def fit(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else {},
                 }
-                save_checkpoint(last_dir, model, meta, state)
+                # best first: `last` must never record a best value that is not on disk.
                 if improved:
                     save_checkpoint(checkpoint_dir(run_dir, BEST), model, {**meta, "rng": []})
+                    crash_point("epoch:best-saved")
+                save_checkpoint(last_dir, model, meta, state)
             D.barrier(env)
             if out_of_time and epoch + 1 < cfg.epochs:
                 if env.is_main:
@@ -365,6 +510,8 @@ def fit(
     finally:
         if logger is not None:
             logger.close()
+        if lock is not None:
+            lock.release()
         D.cleanup(env)
 
 

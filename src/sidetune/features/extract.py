@@ -247,8 +247,12 @@ def extract_video_features(
     batch_size: int,
     device: torch.device,
     amp: bool = True,
+    on_clips: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Features of one video: ``[K, T, F]`` float32, one vector per ``clip_length``-second clip."""
+    """Features of one video: ``[K, T, F]`` float32, one vector per ``clip_length``-second clip.
+
+    ``on_clips(n)`` is called after each batch of ``n`` clips (progress inside a long video).
+    """
     chunks = iter_clips(
         path, clip_length, frames_per_clip, transform=backbone.transform, chunk_size=batch_size
     )
@@ -258,6 +262,8 @@ def extract_video_features(
         with autocast_for(device, amp):
             feats = backbone.forward_intermediates(clips, layers, pool)  # (K, C, F)
         outputs.append(feats.float().cpu())
+        if on_clips is not None:
+            on_clips(int(clips.shape[0]))
     return torch.cat(outputs, dim=1).numpy()
 
 
@@ -425,7 +431,7 @@ def _extract_videos(
     log: Callable[[str], None],
 ) -> None:
     bar = _progress(total=len(vids), unit="video", desc="video", enabled=cfg.progress)
-    for vid in vids:
+    for n_vid, vid in enumerate(vids, start=1):
         if not cfg.overwrite and (video_dir / f"{vid}.npz").is_file():
             summary.videos_skipped += 1
             bar.update(1)
@@ -437,10 +443,12 @@ def _extract_videos(
             )
             bar.update(1)
             continue
+        clip_bar = _clip_progress(path, vid, clip_length, cfg.progress)
+        started = time.perf_counter()
         try:
             feats = extract_video_features(
                 backbone, path, clip_length=clip_length, frames_per_clip=fpc, layers=layers, pool=pool,
-                batch_size=cfg.batch_size, device=device, amp=cfg.amp,
+                batch_size=cfg.batch_size, device=device, amp=cfg.amp, on_clips=clip_bar.update,
             )  # fmt: skip
         except VideoDecodeError as exc:
             summary.videos_failed[vid] = str(exc)
@@ -448,6 +456,13 @@ def _extract_videos(
                 log(f"failed: {exc}")
             bar.update(1)
             continue
+        finally:
+            clip_bar.close()
+        if not cfg.progress:  # e.g. output to a log file: one line per video
+            log(
+                f"video {n_vid}/{len(vids)} {vid}: {feats.shape[1]} clips in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
         save_video_features(video_dir, vid, feats)
         summary.videos_done += 1
         summary.clips += feats.shape[1]
@@ -461,6 +476,22 @@ class _NoBar:
 
     def close(self) -> None:
         pass
+
+
+def _clip_progress(path: Path, vid: str, clip_length: float, enabled: bool) -> Any:
+    """A second bar, inside the per-video one, over the clips of one (long) video."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    from sidetune.video.decode import probe
+    from sidetune.video.sampling import num_clips_for
+
+    try:
+        total: int | None = num_clips_for(probe(path).duration, clip_length)
+    except VideoDecodeError:
+        total = None  # the extraction itself reports the file
+    return tqdm(total=total, unit="clip", desc=vid, leave=False, position=1, dynamic_ncols=True)
 
 
 def _progress(total: int, unit: str, desc: str, enabled: bool) -> Any:

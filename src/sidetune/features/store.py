@@ -18,6 +18,7 @@ hidden states of every frame, P tokens with the CLS token first) and text ``{qid
 the patch tokens, CLS excluded) and K moves first, giving ``[K, T, C]`` / ``[K, L, C]``. Writers store float16 ``.npz`` atomically. ``.pt`` files are read
 with ``torch.load(weights_only=True)``: never unpickle arbitrary objects.
 
+Every loaded array is checked for NaN / Inf (the error names the file and the first bad index).
 Loaders return the array as stored (float16 stays float16, bfloat16 becomes float32 since
 NumPy has no bfloat16); the collate function converts to float32 once per sample.
 """
@@ -80,6 +81,19 @@ def _check_rank(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr
 
 
+def check_finite(arr: np.ndarray, where: str) -> np.ndarray:
+    """``arr`` unchanged, or a :class:`FeatureError` naming ``where`` and the first NaN/Inf index."""
+    finite = np.isfinite(arr)
+    if finite.all():
+        return arr
+    bad = np.argwhere(~finite)
+    first = tuple(int(i) for i in bad[0])
+    raise FeatureError(
+        f"{where}: {len(bad)} non-finite value(s) (first: {arr[first]} at index {list(first)} "
+        f"of shape {tuple(arr.shape)}); re-extract this file"
+    )
+
+
 def _load_pt(path: Path, key: str) -> np.ndarray:
     import torch  # local: reading .npz/.npy must not pay for importing torch
 
@@ -123,7 +137,7 @@ def load_feature_file(path: PathLike, key: str) -> np.ndarray:
             raise FeatureError(
                 f"{path}: corrupt or unreadable ({type(exc).__name__}: {exc})"
             ) from exc
-    return _check_rank(np.asarray(arr), path)
+    return check_finite(_check_rank(np.asarray(arr), path), str(path))
 
 
 def _load_raw(path: Path, key: str) -> np.ndarray:
@@ -177,7 +191,7 @@ def load_r2tuning_file(path: PathLike, kind: Kind, token_pool: TokenPool = "cls"
         )
     else:
         raise FeatureError(f"{path}: features must be floating point, got dtype {raw.dtype}")
-    return _check_rank(arr, path)
+    return check_finite(_check_rank(arr, path), str(path))
 
 
 def load_video_features(root: PathLike, vid: str) -> np.ndarray:

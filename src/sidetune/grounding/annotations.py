@@ -200,6 +200,13 @@ def parse_record(row: Any, dataset: str) -> GroundingRecord:
     windows = _parse_windows(row["relevant_windows"], duration) if has_gt else ()
     clip_ids = saliency = None
     if dataset == "qvhighlights" and (has_gt or "relevant_clip_ids" in row):
+        if "relevant_clip_ids" not in row and "saliency_scores" not in row:
+            # Charades-STA / TACoS rows: windows but no saliency. Say which switch reads them.
+            raise _FieldError(
+                "relevant_clip_ids",
+                "missing key (QVHighlights rows carry saliency; a Charades-STA or TACoS file has "
+                "none: pass --dataset charades / --dataset tacos, or set data.dataset)",
+            )
         clip_ids, saliency = _parse_clips(row, duration, CLIP_LENGTH[dataset])
     return GroundingRecord(qid, vid, query, duration, windows, clip_ids, saliency)
 
@@ -216,7 +223,7 @@ def load_annotations(
     check_dataset(dataset)
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is not data
     except (OSError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{path}: cannot read annotation file ({exc})") from exc
     records: list[GroundingRecord] = []

@@ -336,11 +336,23 @@ class GroundingDataset(Dataset[dict[str, Any]]):
         if text.shape[0] == 1 and num_levels > 1:
             text = np.repeat(text, num_levels, axis=0)
         elif text.shape[0] != num_levels:
-            raise DataError(
-                f"{where}: {text.shape[0]} layer(s) selected but the video has {num_levels}; "
-                "set data.text_layers to choose the same number of layers"
-            )
+            raise DataError(self._layer_mismatch(rec, raw, text.shape[0], num_levels))
         return text[:, : cfg.max_query_len]
+
+    def _layer_mismatch(
+        self, rec: GroundingRecord, text: np.ndarray, k_text: int, k_video: int
+    ) -> str:
+        """Name both files and both fixes: one odd file, or a text/video layer setting."""
+        video_file = self.videos.path(rec.vid)
+        video_shape = tuple(self.videos.get(rec.vid).shape)
+        text_file = self.texts.path(rec.qid)
+        return (
+            f"qid {rec.qid}: {k_text} text layer(s) from {text_file} (shape {tuple(text.shape)}) "
+            f"but {k_video} video layer(s) from {video_file} (shape {video_shape}); if only "
+            "one of these files differs from the others, re-extract it (`sidetune check` lists "
+            "every odd file); if all text files have a different layer count, set "
+            "data.text_layers"
+        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         cfg = self.cfg

@@ -483,6 +483,17 @@ def _qvhighlights(
     return {"brief": ordered_brief, **dict(sorted(detail.items()))}
 
 
+def brief_metric_names(dataset: str) -> frozenset[str]:
+    """Every key the ``brief`` block of :func:`evaluate_predictions` can hold for ``dataset``."""
+    if dataset != "qvhighlights":
+        recall = [f"R{k}@{t}" for k in RECALL_TOP_K for t in RECALL_IOU_THRESHOLDS]
+        return frozenset([*recall, "mIoU"])
+    mr = [f"MR-{b}-mAP" for b in ("full", "short", "middle", "long")]
+    mr += ["MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-full-R1@0.5", "MR-full-R1@0.7"]
+    hl = [f"HL-min-{level}-{m}" for level in HD_MIN_SCORES for m in ("mAP", "Hit1")]
+    return frozenset(mr + hl)
+
+
 def evaluate_predictions(
     predictions: Sequence[Mapping[str, Any]],
     ground_truth: Sequence[GroundingRecord],

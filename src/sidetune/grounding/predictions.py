@@ -122,6 +122,9 @@ def validate_predictions(
     if not (_numeric(windows, 3) and _numeric(saliency, None)):
         fail_first()
         raise PredictionError(f"{source}: malformed predictions")  # not reached: fail_first raises
+    # NumPy reads [1, true] as [1.0, 1.0]: JSON booleans must be caught by type.
+    if bool in set(map(type, saliency)) or any(bool in set(map(type, w)) for w in windows):
+        fail_first()
     seen: dict[Any, int] = {}
     for i, r in enumerate(rows):
         if r["qid"] in seen:
@@ -131,16 +134,42 @@ def validate_predictions(
         seen[r["qid"]] = i
 
 
+# Files above this size show a progress bar while being parsed (the parse is the slow part).
+PROGRESS_BYTES = 16 * 1024 * 1024
+
+
 def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read and validate a predictions jsonl; errors name ``file:line`` and the field."""
+    return read_prediction_lines(path)[0]
+
+
+def read_prediction_lines(
+    path: str | os.PathLike[str], progress: bool = True
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """:func:`read_predictions` plus each row's line number (for later messages).
+
+    A UTF-8 byte-order mark is accepted. Files over 16 MB show a progress bar on stderr.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise PredictionError(f"{path}: cannot read predictions file ({exc})") from exc
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    all_lines = text.splitlines()
+    numbered: Iterable[tuple[int, str]] = enumerate(all_lines, start=1)
+    if progress and len(text) > PROGRESS_BYTES:
+        from tqdm import tqdm
+
+        numbered = tqdm(
+            numbered,
+            total=len(all_lines),
+            desc=f"reading {path.name} ({len(text) / 2**20:.0f} MB)",
+            unit=" rows",
+            leave=False,
+        )
+    for lineno, line in numbered:
         if not line.strip():
             continue
         try:
@@ -153,7 +182,31 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not rows:
         raise PredictionError(f"{path}: no prediction rows")
     validate_predictions(rows, source=str(path), line_numbers=lines)
-    return rows
+    return rows, lines
+
+
+def check_saliency_lengths(
+    rows: Sequence[Mapping[str, Any]],
+    num_clips: Mapping[Any, int],
+    source: str = "predictions",
+    line_numbers: Sequence[int] | None = None,
+) -> None:
+    """Each ``pred_saliency_scores`` must have one score per clip of its video.
+
+    ``num_clips[qid]`` is the GT video's clip count (``ceil(duration / clip_length)``). One
+    clip more or fewer is accepted: public feature files are sometimes one clip short or long,
+    and predictions follow the features.
+    """
+    for i, row in enumerate(rows):
+        sal = row.get("pred_saliency_scores")
+        n = num_clips.get(row["qid"])
+        if sal is None or n is None or abs(len(sal) - n) <= 1:
+            continue
+        where = f"{source}:{line_numbers[i]}" if line_numbers is not None else f"{source}[row {i}]"
+        raise PredictionError(
+            f"{where}: field 'pred_saliency_scores': {len(sal)} scores but qid {row['qid']!r} "
+            f"has {n} clips in the ground truth (one score per clip)"
+        )
 
 
 def write_predictions(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:

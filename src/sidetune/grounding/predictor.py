@@ -23,7 +23,9 @@ from torch.utils.data import DataLoader
 from sidetune.config import ConfigError
 from sidetune.engine import DeviceLoader, autocast_context, resolve_device
 from sidetune.errors import SidetuneError
+from sidetune.features.store import check_finite
 from sidetune.grounding.annotations import GroundingRecord
+from sidetune.grounding.check import check_feature_shapes
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import (
     DataConfig,
@@ -44,23 +46,6 @@ MODEL_INPUTS = ("video_feats", "video_mask", "text_feats", "text_mask")
 
 def forward(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
     return model(*(batch[k] for k in MODEL_INPUTS))
-
-
-def check_feature_shapes(dataset: GroundingDataset, cfg: GroundingConfig) -> None:
-    """The features on disk must fit ``model.*``; say which key to change if not."""
-    shapes = dataset.feature_shapes()
-    wanted = {
-        "video_dim": cfg.model.video_dim,
-        "text_dim": cfg.model.text_dim,
-        "num_levels": cfg.model.num_levels,
-    }
-    for key, value in wanted.items():
-        if shapes[key] != value:
-            raise ConfigError(
-                f"model.{key}={value} but the {dataset.split} features ({cfg.data.video_features}, "
-                f"{cfg.data.text_features}) give {shapes[key]}; set model.{key}={shapes[key]}"
-                + (" or choose data.layers" if key == "num_levels" else "")
-            )
 
 
 def window_settings(data: DataConfig) -> tuple[int, int] | None:
@@ -263,6 +248,8 @@ def prepare_sample(
             f"video_feats must be [T, F_v] or [K, T, F_v] and query_feats [L, F_t] or [K, L, F_t]; "
             f"got {tuple(video_feats.shape)} and {tuple(query_feats.shape)}"
         )
+    check_finite(video_feats, "video_feats")
+    check_finite(query_feats, "query_feats")
     video = select_layers(video_feats, data.layers, data.last_layer_only, "video_feats")
     if video.shape[0] == 1 and num_levels > 1:
         video = np.repeat(video, num_levels, axis=0)  # one layer given: the last-layer-only input
@@ -410,7 +397,6 @@ def load_grounding_model(
 __all__ = [
     "MODEL_INPUTS",
     "GroundingPredictor",
-    "check_feature_shapes",
     "evaluate_rows",
     "forward",
     "load_grounding_model",

@@ -24,15 +24,16 @@ from sidetune.config import ConfigError
 from sidetune.engine import LAST, fit, seed_everything
 from sidetune.errors import SidetuneError
 from sidetune.grounding.annotations import GroundingRecord
+from sidetune.grounding.check import check_feature_shapes, scan_features
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.data import GroundingDataset, collate_grounding
 from sidetune.grounding.losses import SDSTCriterion
+from sidetune.grounding.metrics import brief_metric_names
 from sidetune.grounding.model import build_sdst
 from sidetune.grounding.postprocess import PostprocessConfig
 from sidetune.grounding.predictor import (  # re-exported: their old home
     MODEL_INPUTS,
     GroundingPredictor,
-    check_feature_shapes,
     evaluate_rows,
     forward,
     load_grounding_model,
@@ -96,6 +97,7 @@ class GroundingRecipe:
         self.dataset = dataset
         self.best_metric = best_metric
         self.windows = windows  # (window, stride) with data.long_video=window
+        self.metric_names = brief_metric_names(dataset)  # lets fit() check best_metric first
         self.last_predictions: list[dict[str, Any]] = []
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
@@ -139,6 +141,8 @@ def run_training(
             val_set = None
         else:
             check_feature_shapes(val_set, cfg)
+            # a bad validation file would otherwise surface only after the first epoch
+            scan_features(val_set, progress=cfg.train.progress)
     model = build_model(cfg)
     recipe = _build_recipe(cfg, val_set)
     summary = fit(

@@ -9,6 +9,7 @@ extract``, ``extract_meta.json`` (backbone, layers, pooling, clip length, dims) 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sidetune.engine import (
     load_meta,
     load_weights,
     resolve_device,
+    stale_best,
 )
 from sidetune.grounding.config import GroundingConfig
 from sidetune.grounding.model import build_sdst
@@ -62,6 +64,9 @@ def resolve_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     for name in candidates:
         found = find_checkpoint(checkpoint_dir(run_dir, name))
         if found is not None:
+            warning = stale_best(run_dir) if name == BEST else None
+            if warning is not None:
+                print(warning, file=sys.stderr, flush=True)
             return found
     raise CheckpointError(f"{run_dir}: no checkpoint found under {run_dir / 'checkpoints'}")
 

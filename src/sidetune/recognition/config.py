@@ -107,6 +107,9 @@ class RecognitionDataConfig:
     rand_augment_magnitude: int = 9  # 0..10
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+    # Unreadable videos (found by opening every listed video before epoch 1, or failing to
+    # decode later): false stops with the list; true skips and counts them.
+    skip_unreadable: bool = False
 
 
 @dataclass

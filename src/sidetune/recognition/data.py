@@ -194,13 +194,18 @@ def read_frame_folder(
     return torch.stack([cache[int(i)] for i in indices])
 
 
-def read_video_frames(record: VideoRecord, indices: Sequence[int]) -> torch.Tensor:
-    """Frames ``indices`` of a video file (PyAV; decoded once, only the unique indices kept)."""
+def read_video_frames(
+    record: VideoRecord, indices: Sequence[int], short_side: int | None = None
+) -> torch.Tensor:
+    """Frames ``indices`` of a video file (PyAV; decoded once, only the unique indices kept).
+
+    ``short_side``: scale larger frames down to this shorter side while decoding.
+    """
     from sidetune.video.decode import VideoDecodeError, read_frames
 
     unique = sorted(set(int(i) for i in indices))
     try:
-        frames = read_frames(record.path, unique)
+        frames = read_frames(record.path, unique, short_side)
     except VideoDecodeError as exc:
         raise VideoListError(f"{record.source}: {exc}") from exc
     pos = {i: k for k, i in enumerate(unique)}
@@ -263,10 +268,21 @@ class VideoDataset(Dataset[dict[str, Any]]):
             self._num_frames[index] = video_num_frames(self.records[index])
         return self._num_frames[index]
 
+    @property
+    def decode_short_side(self) -> int:
+        """The shorter side frames are decoded at (when larger): what the transform needs.
+
+        Evaluation resizes the shorter side to ``transform.resize`` anyway; training crops
+        from frames at the usual ``size * 256 / 224`` scale (256 for 224 inputs), the size the
+        evaluation transform uses too, so a 4K source costs what a 256-px one does.
+        """
+        size = int(self.transform.size)
+        return max(size * 256 // 224, int(getattr(self.transform, "resize", 0) or 0))
+
     def read(self, record: VideoRecord, indices: Sequence[int]) -> torch.Tensor:
         if record.num_frames is not None:
             return read_frame_folder(record, indices, self.frame_template, self.frame_index_base)
-        return read_video_frames(record, indices)
+        return read_video_frames(record, indices, self.decode_short_side)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]

@@ -166,16 +166,21 @@ def build_model(cfg: RecognitionConfig) -> TDSCLIP:
 def train(config: str | Path, overrides: Sequence[str] = (), resume: bool = False) -> int:
     """``sidetune train CONFIG``: build data + model from the config and run the engine."""
     from sidetune.engine import fit
+    from sidetune.recognition.check import screen_videos
 
     cfg = load_recognition_config(config, overrides)
     train_set, val_set, _ = build_datasets(cfg)
+    # every video opened before epoch 1: unreadable ones stop the run (or are skipped) now
+    train_data, val_data = screen_videos(
+        train_set, val_set, cfg.data.skip_unreadable, progress=cfg.train.progress
+    )
     model = build_model(cfg)
     print(parameter_table(model, depth=1).splitlines()[-1], flush=True)
     summary = fit(
         model,
         TDSRecipe(cfg),
-        train_set,
-        val_set,
+        train_data,
+        val_data,
         collate_videos,
         cfg.train,
         cfg.run_dir,
@@ -208,7 +213,13 @@ def evaluate_run(
     """
     from torch.utils.data import DataLoader
 
-    from sidetune.engine import checkpoint_dir, evaluate_model, load_weights, resolve_device
+    from sidetune.engine import (
+        checkpoint_dir,
+        evaluate_model,
+        load_weights,
+        resolve_device,
+        stale_best,
+    )
     from sidetune.utils.io import write_json
 
     run_dir = Path(run_dir)
@@ -217,6 +228,9 @@ def evaluate_run(
     if val_set is None:
         raise ConfigError("data.val: a list of videos to evaluate is required")
     model = build_model(cfg)
+    warning = stale_best(run_dir) if which == "best" else None
+    if warning is not None:
+        print(warning, flush=True)
     load_weights(model, checkpoint_dir(run_dir, which))
     device = resolve_device(cfg.train.device)
     model.to(device)

@@ -205,8 +205,27 @@ def _decoded(path: Path, container: Any, stream: Any) -> Iterator[tuple[float, A
         raise VideoDecodeError(path, f"decoding failed after {last:.3f} s ({_why(exc)})") from exc
 
 
-def _to_tensor(frame: Any) -> torch.Tensor:
-    return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+def _to_tensor(frame: Any, short_side: int | None = None) -> torch.Tensor:
+    """uint8 ``(H, W, 3)``; with ``short_side``, scaled down by the decoder's own scaler first."""
+    size = scaled_size(frame.height, frame.width, short_side)
+    if size is None:
+        return torch.from_numpy(frame.to_ndarray(format="rgb24"))
+    h, w = size
+    # AREA: averaging (no aliasing) when shrinking, e.g. 4K -> 256 px in one step.
+    small = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
+    return torch.from_numpy(small.to_ndarray())
+
+
+def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int] | None:
+    """``(h, w)`` with the shorter side ``short_side`` and the aspect ratio kept (the rounding
+    of ``recognition.transforms.resize_short_side``); None when no shrinking is needed.
+
+    Never enlarges: a source already at or below ``short_side`` is decoded as it is.
+    """
+    if short_side is None or min(height, width) <= short_side:
+        return None
+    scale = short_side / min(height, width)
+    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
 
 
 def _check_not_truncated(path: Path, last_t: float, duration: float, clip_length: float) -> None:
@@ -223,12 +242,18 @@ def _check_not_truncated(path: Path, last_t: float, duration: float, clip_length
         )
 
 
-def read_frames(path: str | os.PathLike[str], indices: Sequence[int]) -> torch.Tensor:
+def read_frames(
+    path: str | os.PathLike[str], indices: Sequence[int], short_side: int | None = None
+) -> torch.Tensor:
     """Frames ``indices`` (0-based, in decode / presentation order) as uint8 ``(N, H, W, 3)``.
 
     The output follows the order asked (repeats allowed). Decoding runs forward once and stops
     after the largest index; only requested frames are converted and kept. An index past the
     last decodable frame raises :class:`VideoDecodeError`.
+
+    ``short_side``: frames whose shorter side is larger are scaled down to it (aspect kept,
+    see :func:`scaled_size`) as they are converted, so the memory held does not grow with the
+    source resolution (a 4K frame is 24 MB as RGB, 0.35 MB at 256 px).
     """
     p = Path(path)
     wanted = [int(i) for i in indices]
@@ -244,7 +269,7 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int]) -> torch.T
         for i, (_, frame) in enumerate(_decoded(p, container, stream)):
             count = i + 1
             if i in needed:
-                kept[i] = _to_tensor(frame)
+                kept[i] = _to_tensor(frame, short_side)
             if i >= last_needed:
                 break
     if count == 0:
