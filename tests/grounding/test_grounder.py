@@ -182,3 +182,15 @@ def test_cli_bad_input_exits_1_and_writes_nothing(run_dir: Path, tmp_path: Path,
     assert code == 1 and not out.exists()
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "bad.mp4" in err
+
+
+def test_overrides_replace_the_recorded_settings(run_dir: Path) -> None:
+    from sidetune.grounding.grounder import extractor_settings
+
+    s = extractor_settings(run_dir, 2.0, {"layers": [2, 3], "pool": None})
+    assert s.backbone == "internvideo2-tiny" and s.layers == [2, 3] and s.pool == "mean"
+    assert s.text_backbone == "internvideo2-text-tiny"
+    other = extractor_settings(run_dir, 2.0, {"backbone": "clip-tiny"})
+    assert other.backbone == "clip-tiny" and other.text_backbone is None  # its own text tower
+    with pytest.raises(GroundError, match="unknown backbone option"):
+        extractor_settings(run_dir, 2.0, {"colour": "red"})

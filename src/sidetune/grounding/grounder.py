@@ -124,6 +124,8 @@ def extractor_settings(
     meta = run_extract_meta(run_dir) or {}
     values: dict[str, Any] = {k: meta[k] for k in _OVERRIDE_KEYS if meta.get(k) is not None}
     values.setdefault("clip_length", clip_length)
+    if overrides.get("backbone") not in (None, values.get("backbone")):
+        values.pop("text_backbone", None)  # another backbone: its own text tower by default
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "backbone" not in values:
         raise GroundError(
