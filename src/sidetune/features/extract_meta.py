@@ -114,18 +114,34 @@ LEGACY_DEFAULTS: dict[str, Any] = {
 }
 
 
+_LEGACY_SIDE = {
+    "transform": "backbone",
+    "gelu": "backbone",
+    "weights": "backbone",
+    "text_format": "text_backbone",
+    "pre_text": "text_backbone",
+}
+
+
+def with_legacy_defaults(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with each key an older version did not record set to what that version did
+    (:data:`LEGACY_DEFAULTS`), when the side it belongs to was recorded at all."""
+    gelu_applies = str(meta.get("backbone", "")).startswith("internvideo2")
+    legacy = {
+        k: v
+        for k, v in LEGACY_DEFAULTS.items()
+        if k not in meta and _LEGACY_SIDE[k] in meta and (k != "gelu" or gelu_applies)
+    }
+    return {**legacy, **meta}
+
+
 def check_meta(path: Path, meta: dict[str, Any], old: dict[str, Any]) -> None:
     """Raise :class:`MetaMismatchError` when a recorded setting differs from ``meta``.
 
     A key an older version did not record is compared with what that version did
-    (:data:`LEGACY_DEFAULTS`), when the side it belongs to was recorded at all.
+    (:func:`with_legacy_defaults`).
     """
-    if old:
-        sides = {"transform": "backbone", "gelu": "backbone", "weights": "backbone"}
-        sides["text_format"] = "text_backbone"
-        sides["pre_text"] = "text_backbone"
-        legacy = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in old and sides[k] in old}
-        old = {**legacy, **old}
+    old = with_legacy_defaults(old)
     diff = {k: (old[k], v) for k, v in meta.items() if k in old and old[k] != v}
     if diff:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

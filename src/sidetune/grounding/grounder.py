@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sidetune.errors import SidetuneError
+from sidetune.features.extract_meta import with_legacy_defaults
 from sidetune.grounding.predictor import GroundingPredictor, load_grounding_model
 from sidetune.grounding.runs import run_config_path, run_extract_meta
 
@@ -90,6 +91,12 @@ class ExtractorSettings:
     video_dim: int | None = None
     text_dim: int | None = None
     batch_size: int = 16
+    # Preprocessing recorded by `sidetune extract` (None: the backbone's default).
+    transform: str | None = None  # "eval" | "demo" | "crop"
+    gelu: str | None = None  # InternVideo2: "erf" | "tanh"
+    weights: str = "fp32"  # "bf16": bf16 backbone weights (extract --bf16)
+    text_format: str | None = None  # InternVideo2 text: "[CLS] X" | "[CLS] X [SEP]"
+    pre_text: bool = False  # InternVideo2 caption normalisation
 
     def cache_settings(self) -> dict[str, Any]:
         """What the video features depend on (the cache key's settings part)."""
@@ -105,7 +112,8 @@ class ExtractorSettings:
         return {
             "backbone": self.backbone, "checkpoint": ckpt, "layers": self.layers,
             "pool": self.pool, "clip_length": self.clip_length,
-            "frames_per_clip": self.frames_per_clip, "version": 1,
+            "frames_per_clip": self.frames_per_clip, "transform": self.transform,
+            "gelu": self.gelu, "weights": self.weights, "version": 2,
         }  # fmt: skip
 
 
@@ -121,7 +129,7 @@ def extractor_settings(
         raise GroundError(
             f"unknown backbone option(s) {unknown} (choose from {sorted(_OVERRIDE_KEYS)})"
         )
-    meta = run_extract_meta(run_dir) or {}
+    meta = with_legacy_defaults(run_extract_meta(run_dir) or {})
     values: dict[str, Any] = {k: meta[k] for k in _OVERRIDE_KEYS if meta.get(k) is not None}
     values.setdefault("clip_length", clip_length)
     if overrides.get("backbone") not in (None, values.get("backbone")):
@@ -210,15 +218,31 @@ class Grounder:
                 f"the run's features came from {settings.backbone}: pass its weights "
                 "(--checkpoint PATH, Python: backbone_checkpoint=PATH)"
             )
+        from sidetune.features.extract_meta import text_format
+
+        dtype = torch.bfloat16 if settings.weights == "bf16" else None
+        is_iv2 = settings.backbone.startswith("internvideo2")
+        options: dict[str, Any] = {"gelu": settings.gelu} if is_iv2 and settings.gelu else {}
         video = create_backbone(
             settings.backbone, checkpoint=settings.checkpoint,
-            frames_per_clip=settings.frames_per_clip,
+            frames_per_clip=settings.frames_per_clip, dtype=dtype, **options,
         )  # fmt: skip
+        if settings.transform is not None:
+            video.transform = video.transform.preset(settings.transform)
         text_name = settings.text_backbone or text_backbone_for(settings.backbone)
         text_ckpt = settings.text_checkpoint or (
             settings.checkpoint if not text_name.endswith("-tiny") else None
         )
-        text = create_text_backbone(text_name, checkpoint=text_ckpt, tokenizer=settings.tokenizer)
+        text_options: dict[str, Any] = {}
+        if text_name.startswith("internvideo2"):
+            text_options = {
+                "add_sep": settings.text_format == text_format(add_sep=True),
+                "normalize_text": settings.pre_text,
+            }
+        text = create_text_backbone(
+            text_name, checkpoint=text_ckpt, tokenizer=settings.tokenizer, dtype=dtype,
+            **text_options,
+        )  # fmt: skip
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            ("cpu" if device == "auto" else device))  # fmt: skip
         video.to(dev)
