@@ -30,6 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sidetune.commands.synth",
         "generate an embedded synthetic benchmark (grounding | recognition)",
     ),
+    "ground": (
+        "sidetune.commands.ground",
+        "find the moments of a video that match sentences, with a trained grounding run",
+    ),
+    "plot": (
+        "sidetune.commands.plot",
+        "draw one query of a predictions file: saliency, moments, ground truth (PNG)",
+    ),
     "extract": (
         "sidetune.commands.extract",
         "extract K intermediate-layer features from raw videos with a frozen backbone",

@@ -4,15 +4,20 @@
 >>> feats = backbone.forward_intermediates(clips, layers=[37, 38, 39, 40], pool="adaptive")  # (K, B, 768)
 >>> text = create_text_backbone("internvideo2-1b", checkpoint=..., tokenizer="bert-large-uncased/")
 
-Without ``checkpoint`` the weights are random (tests, speed benchmarks). Every backbone is
-returned frozen (``sidetune.utils.params.freeze``: no gradients, eval mode).
+Without ``checkpoint`` the weights are random (tests, speed benchmarks, the demo) and drawn from
+a seed derived from the variant name (or ``seed=``), so two extractions give identical features
+and a run's tiny backbone can be rebuilt exactly at ``sidetune ground`` time. The tiny text
+towers ship a small vocabulary (``backbones/vocab/vocab.txt``) used when no tokenizer is
+given. Every backbone is returned frozen (``sidetune.utils.params.freeze``: no gradients, eval mode).
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
@@ -29,6 +34,21 @@ from sidetune.backbones.checkpoint import CheckpointError, LoadReport
 from sidetune.utils.params import freeze
 
 PathLike = str | os.PathLike[str]
+T = TypeVar("T")
+
+TINY_VOCAB = Path(__file__).with_name("vocab")  # holds vocab.txt (BERT WordPiece format)
+
+
+def variant_seed(name: str) -> int:
+    """The seed of a variant's random weights: a stable hash of its name."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def _seeded(seed: int, build: Callable[[], T]) -> T:
+    """Run ``build`` under ``torch.manual_seed(seed)`` without touching the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def _internvideo2(config_fn: Callable[..., Any], name: str) -> Callable[..., VideoBackbone]:
@@ -119,8 +139,12 @@ def list_backbones() -> list[str]:
     return list(BACKBONE_NAMES)
 
 
-def create_backbone(name: str, checkpoint: PathLike | None = None, **kw: Any) -> VideoBackbone:
+def create_backbone(
+    name: str, checkpoint: PathLike | None = None, seed: int | None = None, **kw: Any
+) -> VideoBackbone:
     """Build video backbone ``name``, load ``checkpoint`` (a local path) if given, and freeze it.
+
+    Without a checkpoint the random weights come from ``seed`` (default: from the name).
 
     Options: ``frames_per_clip`` (InternVideo2: frames per clip input, default 4; CLIP: frames
     averaged per clip, default 1), ``strict`` (missing / unexpected keys are errors),
@@ -129,7 +153,11 @@ def create_backbone(name: str, checkpoint: PathLike | None = None, **kw: Any) ->
     registry = _registry()
     if name not in registry:
         raise BackboneError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONE_NAMES)})")
-    model = registry[name](checkpoint=checkpoint, **kw)
+    build = registry[name]
+    if checkpoint is None:
+        model = _seeded(variant_seed(name) if seed is None else seed, lambda: build(**kw))
+    else:
+        model = build(checkpoint=checkpoint, **kw)
     freeze(model)
     return model
 
@@ -151,14 +179,33 @@ def create_text_backbone(
     tokenizer: PathLike | Any | None = None,
     strict: bool = True,
     dtype: torch.dtype | None = None,
+    seed: int | None = None,
     **kw: Any,
 ) -> TextBackbone:
     """Build the text tower for ``name`` (a text name or a video backbone name), frozen.
 
     ``tokenizer``: a local directory (BERT ``vocab.txt`` / CLIP ``vocab.json`` + ``merges.txt``)
-    or a ready tokenizer object; CLIP defaults to the checkpoint directory.
+    or a ready tokenizer object; CLIP defaults to the checkpoint directory, the tiny BERT tower
+    to the packaged vocabulary. Without a checkpoint the random weights come from ``seed``
+    (default: from the name).
     """
     text_name = text_backbone_for(name)
+    if checkpoint is None:
+        return _seeded(
+            variant_seed(text_name) if seed is None else seed,
+            lambda: _create_text(text_name, None, tokenizer, strict, dtype, kw),
+        )
+    return _create_text(text_name, checkpoint, tokenizer, strict, dtype, kw)
+
+
+def _create_text(
+    text_name: str,
+    checkpoint: PathLike | None,
+    tokenizer: PathLike | Any | None,
+    strict: bool,
+    dtype: torch.dtype | None,
+    kw: dict[str, Any],
+) -> TextBackbone:
     model: TextBackbone
     if text_name.startswith("clip-"):
         from sidetune.backbones.clip import CLIPText, load_clip_model, load_clip_tokenizer
@@ -185,6 +232,8 @@ def create_text_backbone(
             if text_name.endswith("tiny")
             else internvideo2_text_config
         )(**kw)
+        if tokenizer is None and text_name.endswith("tiny"):
+            tokenizer = TINY_VOCAB  # the small vocabulary shipped with the package
         tok = (
             load_bert_tokenizer(tokenizer, cfg.max_length)
             if isinstance(tokenizer, str | os.PathLike)
@@ -203,6 +252,7 @@ def create_text_backbone(
 __all__ = [
     "BACKBONE_NAMES",
     "POOLS",
+    "TINY_VOCAB",
     "BackboneError",
     "CheckpointError",
     "LoadReport",
@@ -215,4 +265,5 @@ __all__ = [
     "parse_layers",
     "resolve_layers",
     "text_backbone_for",
+    "variant_seed",
 ]

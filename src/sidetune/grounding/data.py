@@ -68,7 +68,10 @@ class DataConfig:
     text_layers: the same for text features; null = ``layers`` (one-layer text is repeated).
     last_layer_only: repeat the last chosen layer K times (ablation without intermediate layers).
     max_clips: at most this many clips per video (null = no limit); see ``long_video``.
-    long_video: ``pool`` (average contiguous bins, keeps every window) or ``truncate``.
+    long_video: ``pool`` (average contiguous bins, keeps every window), ``truncate``, or
+        ``window``: prediction / evaluation slide overlapping windows of ``max_clips`` clips over
+        a longer video (:mod:`sidetune.grounding.windows`); training rows are pooled as with ``pool``.
+    window_stride: clips between window starts for ``window`` (null = half of ``max_clips``).
     max_query_len: at most this many text tokens (the first ones are kept).
     min_video_len: training rows with ``duration`` below this many seconds are skipped.
     text_cls: token 0 of the text features is a CLS token (the model may exclude it).
@@ -87,7 +90,8 @@ class DataConfig:
     text_layers: list[int] | None = None
     last_layer_only: bool = False
     max_clips: int | None = 75
-    long_video: Literal["pool", "truncate"] = "pool"
+    long_video: Literal["pool", "truncate", "window"] = "pool"
+    window_stride: int | None = None
     max_query_len: int = 32
     min_video_len: float = 5.0
     text_cls: bool = False
@@ -100,6 +104,8 @@ class DataConfig:
             raise ConfigError(f"data.clip_length must be > 0, got {self.clip_length}")
         if self.max_clips is not None and self.max_clips < 1:
             raise ConfigError(f"data.max_clips must be >= 1 or null, got {self.max_clips}")
+        if self.window_stride is not None and self.window_stride < 1:
+            raise ConfigError(f"data.window_stride must be >= 1 or null, got {self.window_stride}")
         if self.max_query_len < 1:
             raise ConfigError(f"data.max_query_len must be >= 1, got {self.max_query_len}")
         if self.cache_max_items < 0:
@@ -352,8 +358,10 @@ class GroundingDataset(Dataset[dict[str, Any]]):
                 saliency = window_saliency(windows, num_clips, clip_length)
 
         max_clips = cfg.max_clips
+        if cfg.long_video == "window" and self.split != "train":
+            max_clips = None  # the predictor slides windows over the whole video
         if max_clips is not None and num_clips > max_clips:
-            if cfg.long_video == "pool":
+            if cfg.long_video in ("pool", "window"):
                 starts, sizes = pool_bins(num_clips, max_clips)
                 video = pool_clips(video, starts, sizes, axis=1)
                 if saliency is not None:
