@@ -62,7 +62,8 @@ def live_client(tiny_video: Path, tmp_path: Path):  # type: ignore[no-untyped-de
 def test_info_and_page(live_client: Any, tiny_video: Path) -> None:
     client, _, _ = live_client
     info = client.get("/api/info").json()
-    assert info["live"] and info["browser"] and info["videos"] == [str(tiny_video.resolve())]
+    assert info["live"] and info["browser"]
+    assert info["videos"] == [{"path": str(tiny_video.resolve()), "label": "tiny.mp4"}]
     page = client.get("/")
     assert page.status_code == 200 and 'id="view-browse"' in page.text
     assert "http://" not in page.text.replace('"http://www.w3.org', "")  # nothing from a CDN

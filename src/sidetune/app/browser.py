@@ -127,12 +127,13 @@ class BrowserData:
     load_seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
+        """JSON-able; a metric that is NaN (e.g. an empty length bucket) becomes None."""
         return {
             "dataset": self.dataset,
             "pred": str(self.pred_path),
             "gt": str(self.gt_path),
             "num_queries": len(self.rows),
-            "metrics": self.metrics,
+            "metrics": _finite_or_none(self.metrics),
             "has_saliency": any("pred_saliency_scores" in p for p in self.predictions.values()),
             "load_seconds": round(self.load_seconds, 3),
         }
@@ -164,6 +165,14 @@ class BrowserData:
             "pred_saliency": pred.get("pred_saliency_scores"),
             "gt_saliency": gt_saliency(gt, clip_len),
         }
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def parse_qid(text: str, known: dict[Any, Any]) -> Any:

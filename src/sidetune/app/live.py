@@ -51,6 +51,7 @@ class Job:
     result: dict[str, Any] | None = None
     error: str | None = None
     seconds: float | None = None
+    cache_hit: bool | None = None  # video features came from the grounder's cache
     created: float = field(default_factory=time.monotonic)
 
     def to_dict(self, position: int | None = None) -> dict[str, Any]:
@@ -65,6 +66,7 @@ class Job:
             "result": self.result,
             "error": self.error,
             "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "cache_hit": self.cache_hit,
         }
 
 
@@ -153,4 +155,6 @@ class LiveGrounding:
             progress("load model", 0.0)
             self._grounder = self._factory()
         results = self._grounder.ground(job.video, job.query, progress=progress)
+        hit = getattr(self._grounder, "last_cache_hit", None)  # Grounder has it; fakes may not
+        job.cache_hit = hit if isinstance(hit, bool) else None
         return dict(results[0].to_dict())

@@ -139,11 +139,19 @@ async def info(request: Request) -> Response:
             "live": st.live is not None,
             "run": str(st.config.run) if st.config.run else None,
             "browser": st.browser is not None or st.browser_error is not None,
-            "videos": [str(v) for v in videos],
+            "videos": [{"path": str(v), "label": _label(v, st.video_roots)} for v in videos],
             "max_upload": st.config.max_upload,
             "roots": [str(r) for r in st.roots],
         }
     )
+
+
+def _label(video: Path, roots: list[Path]) -> str:
+    """The video's path relative to the first root that holds it (the picker's text)."""
+    for root in roots:
+        if video.is_relative_to(root) and video != root:
+            return str(video.relative_to(root))
+    return video.name
 
 
 # -- prediction browser ------------------------------------------------------------------------

@@ -115,7 +115,8 @@ function renderMetrics(summary) {
     const head = document.createElement("tr"), vals = document.createElement("tr");
     for (const k of keys.slice(i, i + 8)) {
       head.appendChild(el("th", k));
-      vals.appendChild(el("td", fmt(brief[k], 2), { "data-metric": k }));
+      // null: NaN in evaluate's output (a length bucket without GT windows)
+      vals.appendChild(el("td", brief[k] === null ? "nan" : fmt(brief[k], 2), { "data-metric": k }));
     }
     table.append(head, vals);
   }
@@ -242,7 +243,7 @@ function renderLive() {
   if (r) {
     $("moments-query").textContent = r.query;
     r.moments.forEach(([s, e, score], i) => {
-      const li = el("li", `${draw.fmtTime(s)} – ${draw.fmtTime(e)}   (${fmt(s)}–${fmt(e)} s, score ${fmt(score, 3)})`,
+      const li = el("li", `${draw.fmtTime(s)} – ${draw.fmtTime(e)} · score ${fmt(score, 3)}`,
         { "data-start": s, "data-end": e, "data-score": score, class: "moment" });
       li.addEventListener("click", () => seek(s));
       $("moments").appendChild(li);
@@ -252,7 +253,8 @@ function renderLive() {
   const hist = (L.video && L.history.get(videoKey(L.video))) || [];
   show($("history-title"), hist.length > 0);
   $("history").replaceChildren(...hist.map((h) => {
-    const li = el("li", `“${h.result.query}” — ${h.result.moments.length} moments, ${fmt(h.seconds, 2)} s`);
+    const li = el("li", `“${h.result.query}” — ${h.result.moments.length} moments, ${fmt(h.seconds, 2)} s${h.cached ? ", cached video features" : ""}`,
+      { "data-cached": String(h.cached) });
     li.addEventListener("click", () => { L.result = h.result; renderLive(); });
     return li;
   }));
@@ -264,9 +266,11 @@ function redrawLive() {
   const player = $("player");
   const duration = r ? r.duration : (player.duration || 0);
   if (!duration) { $("live-timeline").replaceChildren(); $("live-saliency").replaceChildren(); return; }
+  const top = r && r.moments.length ? Math.max(...r.moments.map((m) => m[2])) || 1 : 1;
   const rows = r ? r.moments.slice(0, 10).map(([s, e, score], i) => ({
     label: `#${i + 1}  ${fmt(score, 2)}`,
-    items: [{ start: s, end: e, score, cls: "moment", attrs: { "data-start": s }, onClick: () => seek(s),
+    // opacity relative to the best moment: live scores of a small model can all be low
+    items: [{ start: s, end: e, score: score / top, cls: "moment", attrs: { "data-start": s }, onClick: () => seek(s),
       title: `${fmt(s)}–${fmt(e)} s, score ${fmt(score, 3)} (click to play)` }],
   })) : [];
   if (!rows.length) rows.push({ label: "moments", items: [] });
@@ -345,8 +349,9 @@ async function groundQuery(ev) {
       if (s.state === "done") {
         const key = videoKey(video);
         if (!L.history.has(key)) L.history.set(key, []);
-        L.history.get(key).unshift({ result: s.result, seconds: s.seconds });
-        $("ground-stage").textContent = `done in ${fmt(s.seconds, 2)} s`;
+        L.history.get(key).unshift({ result: s.result, seconds: s.seconds, cached: s.cache_hit });
+        const from = s.cache_hit ? " (video features from the cache)" : s.cache_hit === false ? " (video features extracted)" : "";
+        $("ground-stage").textContent = `done in ${fmt(s.seconds, 2)} s${from}`;
         if (videoKey(L.video) === key) { L.result = s.result; renderLive(); }
         break;
       }
@@ -365,7 +370,7 @@ function setupLive() {
   show($("live-off"), !info.live);
   show($("live-on"), info.live);
   if (!info.live) return;
-  for (const v of info.videos) $("video-select").appendChild(el("option", v, { value: `path:${v}` }));
+  for (const v of info.videos) $("video-select").appendChild(el("option", v.label, { value: `path:${v.path}`, title: v.path }));
   $("video-select").addEventListener("change", () => {
     const v = $("video-select").value;
     if (v.startsWith("path:")) selectVideo({ path: v.slice(5) }, `/media?path=${encodeURIComponent(v.slice(5))}`);
@@ -377,7 +382,7 @@ function setupLive() {
   player.addEventListener("loadedmetadata", () => { if (!L.result) redrawLive(); });
   player.addEventListener("timeupdate", () => { if (L.playhead) L.playhead(player.currentTime); });
   if (info.videos.length) {
-    $("video-select").value = `path:${info.videos[0]}`;
+    $("video-select").value = `path:${info.videos[0].path}`;
     $("video-select").dispatchEvent(new Event("change"));
   }
 }

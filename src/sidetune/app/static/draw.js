@@ -36,7 +36,8 @@ function drawAxis(svg, x, duration, y, width) {
   const step = niceStep(duration, width - LABEL_W);
   for (let t = 0; t <= duration + 1e-9; t += step) {
     svgEl("line", { x1: x(t), x2: x(t), y1: y, y2: y + 4, class: "tick" }, svg);
-    const label = svgEl("text", { x: x(t), y: y + 14, class: "tick-label", "text-anchor": "middle" }, svg);
+    const anchor = x(t) > width - 24 ? "end" : "middle"; // keep the last label inside
+    const label = svgEl("text", { x: x(t), y: y + 14, class: "tick-label", "text-anchor": anchor }, svg);
     label.textContent = fmtTime(t);
   }
 }

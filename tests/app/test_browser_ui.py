@@ -1,0 +1,224 @@
+"""``sidetune serve`` in a real browser: headless Chromium from the distribution, via Playwright.
+
+The prediction browser on the shared fixture (metrics equal ``sidetune evaluate``'s, filters,
+sorting, a query's page), a bad predictions file, and one live grounding on the embedded
+default (a tiny trained run laid out as ``make demo`` lays it out, with a rendered mp4).
+Screenshots go to ``$SIDETUNE_SCREENSHOTS`` when set (the README's come from
+``SIDETUNE_SCREENSHOTS=docs/app pytest -m browser tests/app``), else to a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidetune.app.browser import load_browser
+from sidetune.app.server import AppConfig
+from sidetune.cli import main
+from tests.app.conftest import write_mp4
+from tests.app.live_server import browser_page, chromium_path, serve
+from tests.shared_data import shared_path
+
+pytestmark = pytest.mark.browser
+MAX_SCREENSHOT = 300_000  # bytes
+
+
+@pytest.fixture(autouse=True)
+def _need_chromium() -> None:
+    chromium_path()
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+
+def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SIDETUNE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    page.screenshot(path=str(path))
+    assert 0 < path.stat().st_size < MAX_SCREENSHOT
+    return path
+
+
+def test_prediction_browser_on_shared_fixture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pred = shared_path("fixtures", "qvhighlights_eval", "sample_val_preds.jsonl")
+    gt = shared_path("data", "qvhighlights", "highlight_val_release.jsonl")
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(out)]) == 0
+    brief = json.loads(out.read_text())["brief"]
+    rows = load_browser(pred, gt, "qvhighlights").rows
+    capsys.readouterr()
+
+    with serve(AppConfig(pred=pred, gt=gt)) as url, browser_page() as page:
+        page.goto(f"{url}/#browse")
+        page.wait_for_selector("#metrics td[data-metric]")
+        shown = {
+            td.get_attribute("data-metric"): td.inner_text()
+            for td in page.query_selector_all("#metrics td[data-metric]")
+        }
+        assert shown == {k: f"{v:.2f}" for k, v in brief.items()}  # same 14 numbers as evaluate
+        assert page.inner_text("#row-count") == "1550 of 1550 queries"
+        screenshot(page, "browser.png", tmp_path)
+
+        # Filter: short-GT queries whose top-1 is too short at IoU 0.5.
+        page.select_option("#kind-filter", "too short")
+        page.select_option("#bucket-filter", "short")
+        want = [r for r in rows if r["kind@0.5"] == "too short" and "short" in r["buckets"]]
+        assert page.inner_text("#row-count") == f"{len(want)} of 1550 queries"
+        assert [int(q) for q in page.eval_on_selector_all(
+            "#queries tbody tr", "rs => rs.map(r => r.dataset.qid)")] == [r["qid"] for r in want]  # fmt: skip
+        # The same kind at IoU 0.7 is a different set.
+        page.select_option("#kind-iou", "0.7")
+        want7 = [r for r in rows if r["kind@0.7"] == "too short" and "short" in r["buckets"]]
+        assert page.inner_text("#row-count") == f"{len(want7)} of 1550 queries"
+        page.select_option("#kind-iou", "0.5")
+        page.select_option("#bucket-filter", "")
+        page.select_option("#kind-filter", "")
+        # Search and sort.
+        page.fill("#search", "facetime")
+        n_search = sum("facetime" in r["query"].lower() for r in rows)
+        assert page.inner_text("#row-count") == f"{n_search} of 1550 queries"
+        page.fill("#search", "")
+        page.click("th[data-sort=top1_iou]")
+        page.click("th[data-sort=top1_iou]")  # descending
+        top = page.eval_on_selector_all(
+            "#queries tbody tr td.top1", "ts => ts.map(t => +t.textContent)"
+        )
+        assert len(top) == 400 and top == sorted(top, reverse=True)
+        assert top[0] == round(max(r["top1_iou"] for r in rows), 3)
+        assert page.is_visible("#show-all")
+
+        # One query's page: GT and predicted windows on the timeline, both saliency curves.
+        page.fill("#search", "2579")
+        page.click("#queries tbody tr")
+        page.wait_for_selector("#query-view:not([hidden]) #q-timeline rect.gt")
+        assert "facetime" in page.inner_text("#q-title")
+        assert page.eval_on_selector_all("#q-timeline rect[data-rank]", "r => r.length") == 10
+        assert page.eval_on_selector_all("#q-timeline rect.gt", "r => r.length") == 1
+        series = page.eval_on_selector_all(
+            "#q-saliency polyline", "ps => ps.map(p => p.dataset.series)"
+        )
+        assert series == ["pred", "gt"]
+        assert page.inner_text("#q-windows tbody tr:nth-child(2) td:nth-child(5)") == "0.889"
+        screenshot(page, "query.png", tmp_path)
+
+
+def test_bad_predictions_message_in_page(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text(json.dumps({"qid": 1, "query": "q", "vid": "v", "duration": 30,
+                              "relevant_windows": [[0, 4]]}) + "\n")  # fmt: skip
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text('{"qid": 1, "pred_relevant_windows": [[0, 4, 0.5]]}\n{"qid": 2, "pred_rel')
+    with serve(AppConfig(pred=pred, gt=gt, dataset="charades")) as url, browser_page() as page:
+        page.goto(f"{url}/#browse")
+        page.wait_for_selector("#browser-error:not([hidden])")
+        text = page.inner_text("#browser-error")
+    assert text.startswith(f"{pred}:2: invalid JSON") and "Traceback" not in text
+
+
+# ------------------------------------------------------------------------------------------------
+# Live grounding on the embedded default
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make demo``'s layout at toy size: DIR/run, DIR/preds_val.jsonl, DIR/synthetic, mp4s.
+
+    The run trains on synthetic features shaped like the tiny InternVideo2's (32-d video and
+    text, 3 layers) and records that backbone in ``extract_meta.json``, so
+    ``Grounder.from_run`` rebuilds it (and its tiny BERT tower with the packaged vocabulary)
+    and grounds a real video end to end.
+    """
+    from sidetune.grounding.synthetic import SynthConfig, data_overrides, generate, write
+
+    demo = tmp_path_factory.mktemp("demo_out")
+    data = demo / "synthetic"
+    synth = SynthConfig(videos=16, layers=3, video_dim=32, text_dim=32, latent_dim=8,
+                        min_duration=20.0, max_duration=40.0)  # fmt: skip
+    write(generate(synth), data)
+    (data / "extract_meta.json").write_text(
+        json.dumps({"backbone": "internvideo2-tiny", "layers": [2, 3, 4]})
+    )
+    run = demo / "run"
+    overrides = [
+        f"run_dir={run}", *data_overrides(data), "data.max_clips=20",
+        "model.video_dim=32", "model.text_dim=32", "model.hidden_dim=16", "model.num_heads=2",
+        "model.num_queries=4", "model.num_levels=3", "model.rdsa_query_dim=8", "model.roi_size=4",
+        "train.epochs=1", "train.batch_size=8", "train.warmup_iters=2", "train.eval_every=1",
+        "train.progress=false", "train.tensorboard=false",
+    ]  # fmt: skip
+    assert main(["train", "sdst_synthetic", *overrides]) == 0
+    assert (run / "extract_meta.json").is_file()
+    preds = demo / "preds_val.jsonl"
+    assert main(["predict", "--run", str(run), "--split", "val", "--out", str(preds)]) == 0
+    videos = demo / "rendered" / "videos"
+    videos.mkdir(parents=True)
+    write_mp4(videos / "v0000.mp4", seconds=6.0)
+    return demo
+
+
+def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> None:
+    from sidetune.commands.serve import add_arguments, build_config
+    from sidetune.grounding.inference import Grounder
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cache = tmp_path / "cache"
+    config = build_config(
+        parser.parse_args(["--run", str(demo_dir / "run"), "--cache-dir", str(cache)])
+    )
+    video = (demo_dir / "rendered" / "videos" / "v0000.mp4").resolve()
+    assert config.pred == (demo_dir / "preds_val.jsonl").resolve()
+    assert config.videos == [(demo_dir / "rendered").resolve()]
+    query = "the white square moves right"
+    expected = Grounder.from_run(demo_dir / "run", cache_dir=tmp_path / "ref").ground(video, query)
+    want = expected[0].to_dict()
+
+    with serve(config) as url, browser_page() as page:
+        page.goto(url)  # the live view is the default when a run is given
+        page.wait_for_selector("#view-live:not([hidden])")
+        assert page.eval_on_selector("#video-select", "s => s.value") == f"path:{video}"
+        page.wait_for_function("document.getElementById('player').readyState >= 1")
+        assert page.eval_on_selector("#player", "v => v.duration") == pytest.approx(6.0, abs=0.2)
+        page.fill("#query-input", query)
+        page.click("#ground-btn")
+        page.wait_for_selector("#moments li", timeout=60_000)
+        got = page.eval_on_selector_all(
+            "#moments li", "ls => ls.map(l => [+l.dataset.start, +l.dataset.end, +l.dataset.score])"
+        )
+        assert len(got) == len(want["moments"]) > 0
+        for shown, ref in zip(got, want["moments"]):
+            assert shown == pytest.approx(ref, abs=1e-6)
+        assert page.eval_on_selector_all("#live-timeline rect.moment", "r => r.length") == len(got)
+        assert page.eval_on_selector_all("#live-saliency polyline", "p => p.length") == 1
+
+        # Clicking a moment seeks the player to its start.
+        start = got[-1][0]
+        page.click("#moments li:last-child")
+        page.wait_for_function(
+            f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.3"
+        )
+        page.evaluate("window.scrollTo(0, 0)")
+        screenshot(page, "live.png", tmp_path)
+
+        # A second query on the same video: listed in the history, served from cached features.
+        page.fill("#query-input", "a red circle goes left")
+        page.click("#ground-btn")
+        page.wait_for_function("document.querySelectorAll('#history li').length === 2")
+        assert "red circle" in page.inner_text("#moments-query")
+        cached = page.eval_on_selector_all("#history li", "ls => ls.map(l => l.dataset.cached)")
+        assert cached == ["true", "false"]  # newest first: the second query skipped extraction
+        assert "from the cache" in page.inner_text("#ground-stage")
+        assert any(cache.rglob("*")), "the grounder caches under --cache-dir"
+
+        # The browser view of the same server shows the demo's val predictions.
+        page.click("#tab-browse")
+        page.wait_for_selector("#metrics td[data-metric]")
+        n_val = len((demo_dir / "preds_val.jsonl").read_text().splitlines())
+        assert page.inner_text("#row-count") == f"{n_val} of {n_val} queries"
