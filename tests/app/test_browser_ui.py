@@ -89,7 +89,7 @@ def test_prediction_browser_on_shared_fixture(
         top = page.eval_on_selector_all(
             "#queries tbody tr td.top1", "ts => ts.map(t => +t.textContent)"
         )
-        assert len(top) == 400 and top == sorted(top, reverse=True)
+        assert len(top) == 250 and top == sorted(top, reverse=True)
         assert top[0] == round(max(r["top1_iou"] for r in rows), 3)
         assert page.is_visible("#show-all")
 
