@@ -217,6 +217,25 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
         assert "from the cache" in page.inner_text("#ground-stage")
         assert any(cache.rglob("*")), "the grounder caches under --cache-dir"
 
+        # Uploads: a file that is not a video gets a clear message; a real one is grounded.
+        bad = tmp_path / "notes.mp4"
+        bad.write_text("not a video")
+        page.set_input_files("#upload-input", str(bad))
+        page.wait_for_selector("#live-error:not([hidden])")
+        assert "notes.mp4: not a video container" in page.inner_text("#live-error")
+        page.set_input_files("#upload-input", str(video))
+        page.wait_for_function(
+            "document.getElementById('video-select').value.startsWith('upload:')"
+        )
+        assert "v0000.mp4 (6.0 s)" in page.inner_text("#upload-status")
+        assert not page.is_visible("#live-error")
+        page.fill("#query-input", query)
+        page.click("#ground-btn")
+        page.wait_for_selector("#moments li")
+        again = page.eval_on_selector_all("#moments li", "ls => ls.map(l => +l.dataset.start)")
+        assert again == pytest.approx([m[0] for m in want["moments"]], abs=1e-6)
+        assert "from the cache" in page.inner_text("#ground-stage")  # same bytes, same features
+
         # The browser view of the same server shows the demo's val predictions.
         page.click("#tab-browse")
         page.wait_for_selector("#metrics td[data-metric]")
