@@ -42,7 +42,7 @@ FILTERS: list[tuple[str, str]] = [
     ("clear kind + length", "select #kind-filter |select #bucket-filter |select #kind-iou 0.5"),
     ("sort by top-1 IoU", "click th[data-sort=top1_iou]"),
     ("sort by query text", "click th[data-sort=query]"),
-    ("show all 1550 rows", "click #show-all"),
+    ("show 250 more rows", "click #show-more"),
 ]
 
 

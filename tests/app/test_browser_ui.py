@@ -91,7 +91,11 @@ def test_prediction_browser_on_shared_fixture(
         )
         assert len(top) == 250 and top == sorted(top, reverse=True)
         assert top[0] == round(max(r["top1_iou"] for r in rows), 3)
-        assert page.is_visible("#show-all")
+        page.click("#show-more")
+        top = page.eval_on_selector_all(
+            "#queries tbody tr td.top1", "ts => ts.map(t => +t.textContent)"
+        )
+        assert len(top) == 500 and top == sorted(top, reverse=True)
 
         # One query's page: GT and predicted windows on the timeline, both saliency curves.
         page.fill("#search", "2579")
@@ -118,7 +122,32 @@ def test_bad_predictions_message_in_page(tmp_path: Path) -> None:
         page.goto(f"{url}/#browse")
         page.wait_for_selector("#browser-error:not([hidden])")
         text = page.inner_text("#browser-error")
-    assert text.startswith(f"{pred}:2: invalid JSON") and "Traceback" not in text
+        assert text.startswith(f"{pred}:2: invalid JSON") and "Traceback" not in text
+
+        # The page's "open" form: a good file loads, a field error is shown, a path outside
+        # the allowed directories is refused.
+        good = tmp_path / "good.jsonl"
+        good.write_text('{"qid": 1, "pred_relevant_windows": [[0, 4, 0.5]]}\n')
+        page.click("#open-files summary")
+        page.fill("#open-pred", str(good))
+        page.fill("#open-gt", str(gt))
+        page.select_option("#open-dataset", "charades")
+        page.click("#open-form button")
+        page.wait_for_selector("#metrics td[data-metric='R1@0.7']")
+        assert page.inner_text("#metrics td[data-metric='R1@0.7']") == "100.00"
+        assert not page.is_visible("#browser-error")
+        good.write_text('{"qid": 1, "pred_relevant_windows": [[4, 0, 0.5]]}\n')
+        page.click("#open-form button")
+        page.wait_for_selector("#browser-error:not([hidden])")
+        assert page.inner_text("#browser-error") == (
+            f"{good}:1: field 'pred_relevant_windows[0]': end 0 < start 4"
+        )
+        page.fill("#open-pred", "/etc/passwd")
+        page.click("#open-form button")
+        page.wait_for_function(
+            "document.getElementById('browser-error').textContent.includes('outside')"
+        )
+        assert page.inner_text("#browser-error").startswith("/etc/passwd: outside the directories")
 
 
 # ------------------------------------------------------------------------------------------------

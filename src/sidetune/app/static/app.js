@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const ROW_LIMIT = 250; // rows rendered before "show all" (the filters always see every row)
+const ROW_LIMIT = 250; // rows drawn at a time; "show more" appends the next ones (filters see all)
 const perf = { lastFilterMs: null, loadMs: null }; // read by the browser tests and bench
 window.__sidetune = perf;
 
@@ -46,7 +46,7 @@ function route() {
 // Prediction browser
 // ---------------------------------------------------------------------------------------------
 
-const B = { rows: [], shown: [], sortKey: null, sortDir: 1, showAll: false, summary: null, ready: null };
+const B = { rows: [], shown: [], sortKey: null, sortDir: 1, limit: ROW_LIMIT, summary: null, ready: null };
 
 function kindKey() { return `kind@${$("kind-iou").value}`; }
 
@@ -86,15 +86,17 @@ function applyFilters() {
     rows = keyed.map((p) => p[1]);
   }
   B.shown = rows;
-  renderRows();
+  B.limit = ROW_LIMIT;
+  renderRows(0);
 }
 
-function renderRows() {
+// Draw rows [from, limit) of the filtered list: from 0 replaces the table, else appends.
+function renderRows(from) {
   const tbody = $("queries").tBodies[0];
   const frag = document.createDocumentFragment();
-  const limit = B.showAll ? B.shown.length : Math.min(B.shown.length, ROW_LIMIT);
+  const limit = Math.min(B.shown.length, B.limit);
   const kk = kindKey();
-  for (let i = 0; i < limit; i++) {
+  for (let i = from; i < limit; i++) {
     const r = B.shown[i];
     const tr = document.createElement("tr");
     tr.dataset.qid = r.qid;
@@ -108,7 +110,8 @@ function renderRows() {
     );
     frag.appendChild(tr);
   }
-  tbody.replaceChildren(frag);
+  if (from === 0) tbody.replaceChildren(frag);
+  else tbody.appendChild(frag);
   $("row-count").textContent = `${B.shown.length} of ${B.rows.length} queries`;
   show($("more-rows"), limit < B.shown.length);
 }
@@ -202,11 +205,34 @@ async function openQuery(qid) {
   $("next-q").onclick = () => { location.hash = `#browse/q/${encodeURIComponent(B.shown[pos + 1].qid)}`; };
 }
 
+async function openFiles(ev) {
+  ev.preventDefault();
+  const body = { pred: $("open-pred").value.trim(), gt: $("open-gt").value.trim(), dataset: $("open-dataset").value };
+  try {
+    await api("/api/browser/open", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  } catch (e) {
+    // 403 (outside the allowed directories) leaves the loaded file; a bad file replaces it
+    if (!/outside the directories/.test(e.message)) { B.ready = loadBrowser(); await B.ready; }
+    $("browser-error").textContent = e.message;
+    show($("browser-error"), true);
+    return;
+  }
+  B.sortKey = null;
+  B.ready = loadBrowser();
+  await B.ready;
+  location.hash = "#browse";
+}
+
 function setupBrowser() {
+  $("open-form").addEventListener("submit", openFiles);
   for (const id of ["search", "kind-filter", "kind-iou", "bucket-filter", "multi-gt"]) {
     $(id).addEventListener(id === "search" ? "input" : "change", timed(applyFilters));
   }
-  $("show-all").addEventListener("click", timed(() => { B.showAll = true; renderRows(); }));
+  $("show-more").addEventListener("click", timed(() => {
+    const from = Math.min(B.shown.length, B.limit);
+    B.limit += ROW_LIMIT;
+    renderRows(from);
+  }));
   for (const th of $("queries").tHead.rows[0].cells) {
     th.addEventListener("click", timed(() => {
       const key = th.dataset.sort;
