@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/bench_sdst_step.py --threads 2
 	$(PY) bench/bench_extract.py
 	$(PY) bench/bench_tds_memory.py
+	$(PY) bench/bench_app.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
