@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sidetune.app.files import parse_size
 from sidetune.errors import SidetuneError
 from sidetune.grounding.annotations import DATASETS
+
+if TYPE_CHECKING:
+    from sidetune.app.server import AppConfig
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -53,7 +57,7 @@ def _existing_dir(text: str, flag: str) -> Path:
     return path
 
 
-def build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_config(args: argparse.Namespace) -> AppConfig:
     """Command line -> :class:`~sidetune.app.server.AppConfig` (loads the run, if any)."""
     from sidetune.app.defaults import run_defaults
     from sidetune.app.server import AppConfig
