@@ -8,7 +8,14 @@ Layouts (one file per video / per query, any of these suffixes, looked up in thi
   as a fallback ``{qid}.npz|.pt|.npy`` (caches that name query files by bare id).
 
 Arrays are ``[T, F]`` / ``[L, F]`` (one layer) or ``[K, T, F]`` / ``[K, L, F]`` (K intermediate
-layers, shallowest first). Writers store float16 ``.npz`` atomically. ``.pt`` files are read
+layers, shallowest first): the layout of Moment-DETR / QD-DETR / lighthouse (one layer) and of
+``sidetune extract`` / SDST (K layers).
+
+``layout="r2tuning"`` reads R2-Tuning's multi-layer CLIP cache (``tools/extract_feat.py`` of
+yeliudev/R2-Tuning): video ``{vid}.npy`` shaped ``[T, K, P, C]`` float16 (the last K CLIP layers'
+hidden states of every frame, P tokens with the CLS token first) and text ``{qid}.npy`` shaped
+``[L, K, C]``. The token axis is pooled (``token_pool``: ``cls`` = token 0, ``mean`` = the mean of
+the patch tokens, CLS excluded) and K moves first, giving ``[K, T, C]`` / ``[K, L, C]``. Writers store float16 ``.npz`` atomically. ``.pt`` files are read
 with ``torch.load(weights_only=True)``: never unpickle arbitrary objects.
 
 Loaders return the array as stored (float16 stays float16, bfloat16 becomes float32 since
@@ -34,6 +41,8 @@ SUFFIXES = (".npz", ".pt", ".npy")
 
 PathLike = str | os.PathLike[str]
 Kind = Literal["video", "text"]
+Layout = Literal["auto", "r2tuning"]
+TokenPool = Literal["cls", "mean"]
 
 
 class FeatureError(SidetuneError, ValueError):
@@ -117,6 +126,60 @@ def load_feature_file(path: PathLike, key: str) -> np.ndarray:
     return _check_rank(np.asarray(arr), path)
 
 
+def _load_raw(path: Path, key: str) -> np.ndarray:
+    """The stored array of any rank (R2-Tuning files are 4-D), errors naming the file."""
+    if path.suffix == ".pt":
+        return _load_pt(path, key)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                if key not in data.files:
+                    raise FeatureError(f"{path}: missing key {key!r} (keys: {data.files})")
+                return np.asarray(data[key])
+        return np.asarray(np.load(path, allow_pickle=False))
+    except FeatureError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise FeatureError(f"{path}: corrupt or unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def r2tuning_video(arr: np.ndarray, token_pool: TokenPool, where: str) -> np.ndarray:
+    """R2-Tuning video ``[T, K, P, C]`` -> ``[K, T, C]`` float32 (tokens pooled by ``token_pool``)."""
+    if arr.ndim != 4 or arr.shape[2] < 2:
+        raise FeatureError(
+            f"{where}: R2-Tuning video features must be [T, K, P, C] with P >= 2 tokens "
+            f"(data.feature_layout=r2tuning), got shape {tuple(arr.shape)}"
+        )
+    x = arr.astype(np.float32, copy=False)  # fp16 mean over ~50-577 tokens: accumulate in fp32
+    pooled = x[:, :, 0] if token_pool == "cls" else x[:, :, 1:].mean(axis=2)
+    return np.ascontiguousarray(pooled.transpose(1, 0, 2))
+
+
+def r2tuning_text(arr: np.ndarray, where: str) -> np.ndarray:
+    """R2-Tuning text ``[L, K, C]`` -> ``[K, L, C]``."""
+    if arr.ndim != 3:
+        raise FeatureError(
+            f"{where}: R2-Tuning text features must be [L, K, C] (data.feature_layout=r2tuning), "
+            f"got shape {tuple(arr.shape)}"
+        )
+    return np.ascontiguousarray(arr.transpose(1, 0, 2))
+
+
+def load_r2tuning_file(path: PathLike, kind: Kind, token_pool: TokenPool = "cls") -> np.ndarray:
+    """One R2-Tuning cache file as ``[K, T, C]`` (video) / ``[K, L, C]`` (text)."""
+    path = Path(path)
+    raw = _load_raw(path, VIDEO_KEY if kind == "video" else TEXT_KEY)
+    if raw.dtype == np.float16 or np.issubdtype(raw.dtype, np.floating):
+        arr = (
+            r2tuning_video(raw, token_pool, str(path))
+            if kind == "video"
+            else r2tuning_text(raw, str(path))
+        )
+    else:
+        raise FeatureError(f"{path}: features must be floating point, got dtype {raw.dtype}")
+    return _check_rank(arr, path)
+
+
 def load_video_features(root: PathLike, vid: str) -> np.ndarray:
     """``[T, F]`` or ``[K, T, F]`` features of video ``vid`` (``{vid}.npz`` key ``features``, ...)."""
     return load_feature_file(find_feature_file(root, vid, "video"), VIDEO_KEY)
@@ -162,9 +225,19 @@ class FeatureStore:
     Cached arrays are shared: callers must not modify them in place.
     """
 
-    def __init__(self, root: PathLike, kind: Kind, cache: bool = False, max_items: int = 0) -> None:
+    def __init__(
+        self,
+        root: PathLike,
+        kind: Kind,
+        cache: bool = False,
+        max_items: int = 0,
+        layout: Layout = "auto",
+        token_pool: TokenPool = "cls",
+    ) -> None:
         if kind not in ("video", "text"):
             raise ValueError(f"kind must be 'video' or 'text', got {kind!r}")
+        self.layout: Layout = layout
+        self.token_pool: TokenPool = token_pool
         self.root = Path(root)
         self.kind: Kind = kind
         self.cache = cache
@@ -185,7 +258,9 @@ class FeatureStore:
         if self.cache and key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        if self.kind == "video":
+        if self.layout == "r2tuning":
+            arr = load_r2tuning_file(self.path(key), self.kind, self.token_pool)
+        elif self.kind == "video":
             arr = load_video_features(self.root, key)
         else:
             arr = load_text_features(self.root, key)

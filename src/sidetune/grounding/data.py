@@ -75,6 +75,9 @@ class DataConfig:
     max_query_len: at most this many text tokens (the first ones are kept).
     min_video_len: training rows with ``duration`` below this many seconds are skipped.
     text_cls: token 0 of the text features is a CLS token (the model may exclude it).
+    feature_layout: ``auto`` (``[T, F]`` / ``[K, T, F]`` files) or ``r2tuning`` (R2-Tuning's
+        ``[T, K, P, C]`` video / ``[L, K, C]`` text cache; see :mod:`sidetune.features.store`).
+    token_pool: ``cls`` | ``mean``: how ``r2tuning`` video tokens become one vector per clip.
     cache_features: keep loaded feature arrays in memory (LRU of ``cache_max_items``; 0 = all).
     strict: annotation rows with errors stop loading (false: skip them and report them).
     """
@@ -95,6 +98,8 @@ class DataConfig:
     max_query_len: int = 32
     min_video_len: float = 5.0
     text_cls: bool = False
+    feature_layout: Literal["auto", "r2tuning"] = "auto"
+    token_pool: Literal["cls", "mean"] = "cls"
     cache_features: bool = False
     cache_max_items: int = 0
     strict: bool = True
@@ -300,11 +305,13 @@ class GroundingDataset(Dataset[dict[str, Any]]):
             if not Path(getattr(cfg, key)).is_dir():
                 raise ConfigError(f"data.{key}: directory {getattr(cfg, key)} does not exist")
         self.videos = FeatureStore(
-            cfg.video_features, "video", cache=cfg.cache_features, max_items=cfg.cache_max_items
-        )
+            cfg.video_features, "video", cache=cfg.cache_features, max_items=cfg.cache_max_items,
+            layout=cfg.feature_layout, token_pool=cfg.token_pool,
+        )  # fmt: skip
         self.texts = FeatureStore(
-            cfg.text_features, "text", cache=cfg.cache_features, max_items=cfg.cache_max_items
-        )
+            cfg.text_features, "text", cache=cfg.cache_features, max_items=cfg.cache_max_items,
+            layout=cfg.feature_layout, token_pool=cfg.token_pool,
+        )  # fmt: skip
         if check_files:
             problems = _missing_features(records, self.videos, self.texts)
             if problems:

@@ -197,12 +197,12 @@ class Grounder:
         from sidetune.grounding.runs import load_grounding_config
 
         run_config_path(run_dir)
+        predictor = load_grounding_model(run_dir, checkpoint=checkpoint, device=device)
         overrides = dict(backbone_overrides)
         if "backbone_checkpoint" in overrides:
             overrides["checkpoint"] = overrides.pop("backbone_checkpoint")
         cfg = load_grounding_config(Path(run_dir) / "config.yaml")
         settings = extractor_settings(run_dir, cfg.data.resolved_clip_length, overrides)
-        predictor = load_grounding_model(run_dir, checkpoint=checkpoint, device=device)
         if settings.checkpoint is None and not settings.backbone.endswith("-tiny"):
             raise GroundError(
                 f"the run's features came from {settings.backbone}: pass its weights "

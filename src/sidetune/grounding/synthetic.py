@@ -745,8 +745,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=d.seed, help="random seed (default %(default)s)"
     )
-    parser.add_argument("--videos", type=int, default=d.videos,
-                        help="number of videos; with --annotations the first N distinct videos, 0 = all (default %(default)s)")  # fmt: skip
+    parser.add_argument("--videos", type=int, default=None,
+                        help=f"number of videos; with --annotations the first N distinct videos, 0 = all (default {d.videos}; with --render 240)")  # fmt: skip
+    parser.add_argument("--render", action="store_true",
+                        help="render real mp4 videos with scripted events and grammar queries "
+                        "(sidetune.grounding.render) instead of writing features")  # fmt: skip
+    parser.add_argument("--size", type=int, default=64, help="--render: frame side in pixels")
+    parser.add_argument("--fps", type=int, default=4, help="--render: frames per second")
     parser.add_argument(
         "--noise", type=float, default=d.noise, help="noise scale (default %(default)s)"
     )
@@ -769,14 +774,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine variants per noun (default %(default)s)")  # fmt: skip
     parser.add_argument("--clip-length", type=float, default=d.clip_length,
                         help="seconds per clip; rows carry QVHighlights saliency only at 2.0 (default %(default)s)")  # fmt: skip
-    parser.add_argument("--min-duration", type=float, default=d.min_duration,
-                        help="shortest video, s (default %(default)s)")  # fmt: skip
-    parser.add_argument("--max-duration", type=float, default=d.max_duration,
-                        help="longest video, s (default %(default)s)")  # fmt: skip
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                        help="videos in val (default %(default)s)")  # fmt: skip
-    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                        help="videos in test (default %(default)s)")  # fmt: skip
+    parser.add_argument("--min-duration", type=float, default=None,
+                        help=f"shortest video, s (default {d.min_duration}; with --render 30)")  # fmt: skip
+    parser.add_argument("--max-duration", type=float, default=None,
+                        help=f"longest video, s (default {d.max_duration}; with --render 90)")  # fmt: skip
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help=f"videos in val (default {d.val_fraction}; with --render 0.15)")  # fmt: skip
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help=f"videos in test (default {d.test_fraction}; with --render 0.15)")  # fmt: skip
     parser.add_argument("--annotations", default=None,
                         help="real jsonl to copy durations, windows and saliency from")  # fmt: skip
     parser.add_argument("--annotations-dataset", default=d.annotations_dataset,
@@ -786,10 +791,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     names = {f for f in SynthConfig.__dataclass_fields__}
-    return SynthConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return SynthConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from sidetune.grounding.render import RenderConfig, render_benchmark
+
+    names = {"seed", "videos", "size", "fps", "min_duration", "max_duration", "val_fraction",
+             "test_fraction", "clip_length"}  # fmt: skip
+    cfg = RenderConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    t0 = time.perf_counter()
+    summary = render_benchmark(cfg, args.out, log=print)
+    q, v = summary["queries"], summary["videos"]
+    print(
+        f"rendered {args.out}/videos: {v['train']}/{v['val']}/{v['test']} videos, "
+        f"{q['train']}/{q['val']}/{q['test']} queries (train/val/test) in "
+        f"{time.perf_counter() - t0:.1f}s; extract them with `sidetune extract --backbone "
+        f"internvideo2-tiny --videos {args.out}/videos --annotations {args.out}/*.jsonl --out "
+        f"{args.out}/features`"
+    )
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "render", False):
+        return _run_render(args)
     cfg = config_from_args(args)
     t0 = time.perf_counter()
     summary = write(generate(cfg), args.out)
