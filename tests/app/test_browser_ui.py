@@ -20,7 +20,8 @@ import pytest
 from sidetune.app.browser import load_browser
 from sidetune.app.server import AppConfig
 from sidetune.cli import main
-from tests.app.conftest import write_mp4
+from sidetune.grounding.annotations import load_annotations
+from sidetune.grounding.render import RenderConfig, render_benchmark
 from tests.app.live_server import browser_page, chromium_path, serve
 from tests.shared_data import shared_path
 
@@ -186,9 +187,11 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert (run / "extract_meta.json").is_file()
     preds = demo / "preds_val.jsonl"
     assert main(["predict", "--run", str(run), "--split", "val", "--out", str(preds)]) == 0
-    videos = demo / "rendered" / "videos"
-    videos.mkdir(parents=True)
-    write_mp4(videos / "v0000.mp4", seconds=6.0)
+    # One video of the rendered benchmark (`sidetune synth grounding --render`): coloured
+    # shapes moving, a query of the grammar with its GT windows.
+    render_benchmark(
+        RenderConfig(videos=3, min_duration=20.0, max_duration=24.0), demo / "rendered"
+    )
     return demo
 
 
@@ -202,10 +205,17 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
     config = build_config(
         parser.parse_args(["--run", str(demo_dir / "run"), "--cache-dir", str(cache)])
     )
-    video = (demo_dir / "rendered" / "videos" / "v0000.mp4").resolve()
     assert config.pred == (demo_dir / "preds_val.jsonl").resolve()
     assert config.videos == [(demo_dir / "rendered").resolve()]
-    query = "the white square moves right"
+    rendered = sorted((demo_dir / "rendered" / "videos").glob("*.mp4"))
+    video = rendered[0].resolve()  # the picker's first entry
+    record = next(
+        r
+        for split in ("train", "val", "test")
+        for r in load_annotations(demo_dir / "rendered" / f"{split}.jsonl")
+        if r.vid == video.stem
+    )
+    query = record.query
     expected = Grounder.from_run(demo_dir / "run", cache_dir=tmp_path / "ref").ground(video, query)
     want = expected[0].to_dict()
 
@@ -214,7 +224,8 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
         page.wait_for_selector("#view-live:not([hidden])")
         assert page.eval_on_selector("#video-select", "s => s.value") == f"path:{video}"
         page.wait_for_function("document.getElementById('player').readyState >= 1")
-        assert page.eval_on_selector("#player", "v => v.duration") == pytest.approx(6.0, abs=0.2)
+        duration = page.eval_on_selector("#player", "v => v.duration")
+        assert duration == pytest.approx(record.duration, abs=0.3)
         page.fill("#query-input", query)
         page.click("#ground-btn")
         page.wait_for_selector("#moments li", timeout=60_000)
@@ -237,10 +248,11 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
         screenshot(page, "live.png", tmp_path)
 
         # A second query on the same video: listed in the history, served from cached features.
-        page.fill("#query-input", "a red circle goes left")
+        other = "a green triangle goes up" if "green" not in query else "a red circle goes left"
+        page.fill("#query-input", other)
         page.click("#ground-btn")
         page.wait_for_function("document.querySelectorAll('#history li').length === 2")
-        assert "red circle" in page.inner_text("#moments-query")
+        assert page.inner_text("#moments-query") == other
         cached = page.eval_on_selector_all("#history li", "ls => ls.map(l => l.dataset.cached)")
         assert cached == ["true", "false"]  # newest first: the second query skipped extraction
         assert "from the cache" in page.inner_text("#ground-stage")
@@ -256,7 +268,7 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
         page.wait_for_function(
             "document.getElementById('video-select').value.startsWith('upload:')"
         )
-        assert "v0000.mp4 (6.0 s)" in page.inner_text("#upload-status")
+        assert f"{video.name} ({record.duration:.1f} s)" in page.inner_text("#upload-status")
         assert not page.is_visible("#live-error")
         page.fill("#query-input", query)
         page.click("#ground-btn")

@@ -102,7 +102,7 @@ function renderRows(from) {
     tr.dataset.qid = r.qid;
     const k = r[kk];
     tr.append(
-      el("td", r.qid), el("td", r.query), el("td", r.vid),
+      el("td", r.qid), el("td", r.query, { title: r.query }), el("td", r.vid, { title: r.vid }),
       el("td", fmt(r.duration), { class: "num" }), el("td", r.num_gt, { class: "num" }),
       el("td", r.buckets.join(", ")), el("td", fmt(r.top1_iou, 3), { class: "num top1" }),
       el("td", fmt(r.best_iou, 3), { class: "num" }),
