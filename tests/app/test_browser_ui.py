@@ -206,7 +206,7 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
         parser.parse_args(["--run", str(demo_dir / "run"), "--cache-dir", str(cache)])
     )
     assert config.pred == (demo_dir / "preds_val.jsonl").resolve()
-    assert config.videos == [(demo_dir / "rendered").resolve()]
+    assert config.videos == [(demo_dir / "rendered").resolve()]  # the run's GT is elsewhere
     rendered = sorted((demo_dir / "rendered" / "videos").glob("*.mp4"))
     video = rendered[0].resolve()  # the picker's first entry
     record = next(

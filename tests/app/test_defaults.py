@@ -24,7 +24,7 @@ def test_demo_layout(tmp_path: Path) -> None:
     found = run_defaults(run)
     assert found.pred == (tmp_path / "preds_val.jsonl").resolve()
     assert found.gt == (tmp_path / "rendered" / "val.jsonl").resolve()  # the run's data.val wins
-    assert found.videos == (tmp_path / "rendered").resolve()
+    assert found.videos == (tmp_path / "rendered" / "videos").resolve()  # beside the GT
 
 
 def test_fallback_gt_and_nothing_found(tmp_path: Path) -> None:
@@ -34,6 +34,8 @@ def test_fallback_gt_and_nothing_found(tmp_path: Path) -> None:
     found = run_defaults(run)
     assert found.gt == (tmp_path / "a" / "synthetic" / "val.jsonl").resolve()
     assert found.videos is None
+    (tmp_path / "a" / "rendered").mkdir()
+    assert run_defaults(run).videos == (tmp_path / "a" / "rendered").resolve()
     bare = tmp_path / "b" / "run"
     bare.mkdir(parents=True)
     assert run_defaults(bare).pred is None and run_defaults(bare).gt is None

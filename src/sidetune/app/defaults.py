@@ -1,8 +1,9 @@
 """The embedded default: what ``sidetune serve --run demo_out/run`` finds next to a demo run.
 
-``make demo`` writes ``DIR/run`` (the run), ``DIR/preds_val.jsonl`` (val predictions),
-``DIR/synthetic/val.jsonl`` (their ground truth) and, when rendered, mp4 videos under
-``DIR/rendered``. Any of these found is used unless the command line names its own.
+``make demo`` writes ``DIR/run`` (the run), ``DIR/preds_val.jsonl`` (val predictions), their
+ground truth (the run's ``data.val``, e.g. ``DIR/synthetic/val.jsonl``) and, when rendered,
+mp4 videos (``videos/`` beside a rendered set's jsonl files, or ``DIR/rendered``). Any of these
+found is used unless the command line names its own.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def run_defaults(run: Path) -> RunDefaults:
         out.gt = _config_val(run)
         if out.gt is None and (demo / "synthetic" / "val.jsonl").is_file():
             out.gt = (demo / "synthetic" / "val.jsonl").resolve()
-    for videos in (demo / "rendered", run / "rendered", demo / "videos"):
+    # The rendered benchmark keeps its videos in ``videos/`` beside its jsonl files.
+    beside_gt = [out.gt.parent / "videos"] if out.gt is not None else []
+    for videos in (*beside_gt, demo / "rendered", run / "rendered", demo / "videos"):
         if videos.is_dir():
             out.videos = videos.resolve()
             break
