@@ -106,3 +106,30 @@ def test_real_start_and_interrupt_cleans_uploads(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     # the upload folder went with the server
     assert not [p for p in tmp.iterdir() if p.name.startswith("sidetune-serve-")]
+
+
+def test_run_that_cannot_ground_still_serves_its_predictions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    import uvicorn
+
+    from sidetune.commands.serve import add_arguments, build_config
+
+    gt, pred = _files(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"task: grounding\ndata:\n  val: {gt}\n")
+    (tmp_path / "preds_val.jsonl").write_text(pred.read_text())
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = build_config(parser.parse_args(["--run", str(run)]))
+    assert config.grounder_factory is None
+    assert config.pred == (tmp_path / "preds_val.jsonl").resolve()
+    assert config.live_error is not None and config.live_error.startswith("live grounding is off: ")
+    assert "warning: live grounding is off" in capsys.readouterr().err
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    (tmp_path / "preds_val.jsonl").unlink()
+    assert main(["serve", "--run", str(run)]) == 1
+    assert "and no predictions to browse" in capsys.readouterr().err

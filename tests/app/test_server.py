@@ -253,3 +253,13 @@ def test_live_off_without_run(tmp_path: Path) -> None:
         assert client.get("/api/info").json()["live"] is False
         resp = client.post("/api/ground", json={"path": str(pred), "query": "x"})
     assert resp.status_code == 400 and "--run" in resp.json()["error"]
+
+
+def test_live_error_is_reported(tmp_path: Path) -> None:
+    gt, pred = _gt_pred(tmp_path, [[4, 8, 0.9]])
+    reason = "live grounding is off: run: the run records no extraction settings"
+    app = create_app(AppConfig(pred=pred, gt=gt, dataset="charades", live_error=reason))
+    with TestClient(app) as client:
+        assert client.get("/api/info").json()["live_error"] == reason
+        resp = client.post("/api/ground", json={"path": str(pred), "query": "x"})
+    assert resp.status_code == 400 and resp.json()["error"] == reason

@@ -58,6 +58,7 @@ class AppConfig:
 
     run: Path | None = None
     grounder_factory: Callable[[], GrounderLike] | None = None  # live view iff given
+    live_error: str | None = None  # why the run given cannot ground (shown in the page)
     pred: Path | None = None
     gt: Path | None = None
     dataset: str = "qvhighlights"
@@ -137,6 +138,7 @@ async def info(request: Request) -> Response:
     return JSONResponse(
         {
             "live": st.live is not None,
+            "live_error": st.config.live_error,
             "run": str(st.config.run) if st.config.run else None,
             "browser": st.browser is not None or st.browser_error is not None,
             "videos": [{"path": str(v), "label": _label(v, st.video_roots)} for v in videos],
@@ -197,7 +199,9 @@ async def browser_open(request: Request) -> Response:
 
 def _live(st: _State) -> LiveGrounding:
     if st.live is None:
-        raise JobError("live grounding is off: start the server with --run RUN_DIR")
+        raise JobError(
+            st.config.live_error or "live grounding is off: start the server with --run RUN_DIR"
+        )
     return st.live
 
 

@@ -83,17 +83,24 @@ def build_config(args: argparse.Namespace) -> AppConfig:
         from sidetune.grounding.inference import Grounder
 
         print(f"loading {run} ...", flush=True)
-        grounder = Grounder.from_run(
-            run, checkpoint=args.checkpoint, device=args.device, cache_dir=args.cache_dir
-        )
         config.run = run
-        config.grounder_factory = lambda: grounder
+        try:
+            grounder = Grounder.from_run(
+                run, checkpoint=args.checkpoint, device=args.device, cache_dir=args.cache_dir
+            )
+            config.grounder_factory = lambda: grounder
+        except SidetuneError as exc:
+            # The run's predictions can still be browsed; the page says why live is off.
+            config.live_error = f"live grounding is off: {exc}"
+            print(f"warning: {config.live_error}", file=sys.stderr)
         found = run_defaults(run)
         if config.pred is None and found.pred is not None and found.gt is not None:
             config.pred, config.gt = found.pred, found.gt
         if not config.videos and found.videos is not None:
             config.videos = [found.videos]
     if config.grounder_factory is None and config.pred is None:
+        if config.live_error is not None:
+            raise SidetuneError(f"{config.live_error}; and no predictions to browse (--pred --gt)")
         raise SidetuneError(
             "nothing to serve: give --run RUN_DIR and/or --pred P.jsonl --gt GT.jsonl"
         )
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(config)
     if config.pred is not None:
         print(f"prediction browser: {config.pred} against {config.gt} ({config.dataset})")
-    if config.run is not None:
+    if config.grounder_factory is not None:
         print(f"live grounding: {config.run}; videos under {', '.join(map(str, config.videos))}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(

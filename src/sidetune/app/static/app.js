@@ -400,7 +400,9 @@ async function groundQuery(ev) {
 }
 
 function setupLive() {
-  show($("live-off"), !info.live);
+  show($("live-off"), !info.live && !info.live_error);
+  $("live-reason").textContent = info.live_error || "";
+  show($("live-reason"), !!info.live_error);
   show($("live-on"), info.live);
   if (!info.live) return;
   for (const v of info.videos) $("video-select").appendChild(el("option", v.label, { value: `path:${v.path}`, title: v.path }));
