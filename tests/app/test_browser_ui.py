@@ -22,6 +22,7 @@ from sidetune.app.server import AppConfig
 from sidetune.cli import main
 from sidetune.grounding.annotations import load_annotations
 from sidetune.grounding.render import RenderConfig, render_benchmark
+from tests.app.conftest import write_mp4
 from tests.app.live_server import browser_page, chromium_path, serve
 from tests.shared_data import shared_path
 
@@ -119,7 +120,11 @@ def test_bad_predictions_message_in_page(tmp_path: Path) -> None:
                               "relevant_windows": [[0, 4]]}) + "\n")  # fmt: skip
     pred = tmp_path / "pred.jsonl"
     pred.write_text('{"qid": 1, "pred_relevant_windows": [[0, 4, 0.5]]}\n{"qid": 2, "pred_rel')
-    with serve(AppConfig(pred=pred, gt=gt, dataset="charades")) as url, browser_page() as page:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_mp4(videos / "v.mp4")  # the GT's vid: the query page shows it
+    config = AppConfig(pred=pred, gt=gt, dataset="charades", videos=[videos])
+    with serve(config) as url, browser_page() as page:
         page.goto(f"{url}/#browse")
         page.wait_for_selector("#browser-error:not([hidden])")
         text = page.inner_text("#browser-error")
@@ -128,15 +133,25 @@ def test_bad_predictions_message_in_page(tmp_path: Path) -> None:
         # The page's "open" form: a good file loads, a field error is shown, a path outside
         # the allowed directories is refused.
         good = tmp_path / "good.jsonl"
-        good.write_text('{"qid": 1, "pred_relevant_windows": [[0, 4, 0.5]]}\n')
+        good.write_text('{"qid": 1, "pred_relevant_windows": [[1, 3, 0.5]]}\n')
         page.click("#open-files summary")
         page.fill("#open-pred", str(good))
         page.fill("#open-gt", str(gt))
         page.select_option("#open-dataset", "charades")
         page.click("#open-form button")
         page.wait_for_selector("#metrics td[data-metric='R1@0.7']")
-        assert page.inner_text("#metrics td[data-metric='R1@0.7']") == "100.00"
+        assert page.inner_text("#metrics td[data-metric='R1@0.5']") == "100.00"
+        assert page.inner_text("#metrics td[data-metric='R1@0.7']") == "0.00"  # IoU 0.5
         assert not page.is_visible("#browser-error")
+        # The query's page plays its video; clicking the predicted window seeks to its start.
+        page.click("#queries tbody tr")
+        page.wait_for_selector("#q-player:not([hidden])")
+        page.wait_for_function("document.getElementById('q-player').readyState >= 1")
+        page.click("#q-timeline rect[data-rank='1']")
+        page.wait_for_function(
+            "Math.abs(document.getElementById('q-player').currentTime - 1) < 0.3"
+        )
+        page.click("#back")
         good.write_text('{"qid": 1, "pred_relevant_windows": [[4, 0, 0.5]]}\n')
         page.click("#open-form button")
         page.wait_for_selector("#browser-error:not([hidden])")

@@ -78,6 +78,7 @@ def test_browser_routes(live_client: Any) -> None:
     assert rows[0]["qid"] == 7 and rows[0]["kind@0.5"] == "hit"
     assert client.get("/api/browser/query/7").json()["gt_windows"] == [[4.0, 8.0]]
     assert client.get("/api/browser/query/8").status_code == 404
+    assert client.get("/api/browser/query/7").json()["video"] is None  # no v1.mp4 under --videos
 
 
 def test_bad_predictions_show_evaluate_message(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ Routes (all JSON unless said otherwise)::
     GET  /api/info                 which views are on, videos to pick, limits
     GET  /api/browser/summary      metrics of the loaded predictions (or the load error)
     GET  /api/browser/queries      one row per query
-    GET  /api/browser/query/{qid}  one query: windows, IoUs, saliency curves
+    GET  /api/browser/query/{qid}  one query: windows, IoUs, saliency curves, its video if any
     POST /api/browser/open         {"pred", "gt", "dataset"}: load another file (allowed dirs)
     POST /api/upload?name=F        raw body: a video; answers {"upload": id}
     POST /api/ground               {"query", "path" | "upload"}: queue a job
@@ -90,8 +90,17 @@ class _State:
         self.browser: BrowserData | None = None
         self.browser_error: str | None = None
         self.browser_lock = threading.Lock()
+        self._videos_by_stem: dict[str, Path] | None = None
         if config.pred is not None and config.gt is not None:
             self.open_browser(config.pred, config.gt, config.dataset)
+
+    def video_for(self, vid: str) -> Path | None:
+        """A video file named ``{vid}.<ext>`` under ``--videos``, for a query's page."""
+        if self._videos_by_stem is None:  # listed once, on the first query page
+            self._videos_by_stem = {}
+            for path in list_videos(self.video_roots):
+                self._videos_by_stem.setdefault(path.stem, path)
+        return self._videos_by_stem.get(vid)
 
     def open_browser(self, pred: Path, gt: Path, dataset: str) -> None:
         with self.browser_lock:
@@ -181,7 +190,10 @@ async def browser_query(request: Request) -> Response:
         qid = parse_qid(request.path_params["qid"], data.predictions)
     except KeyError:
         return _error(f"qid {request.path_params['qid']!r}: not in {data.pred_path}", 404)
-    return JSONResponse(data.detail(qid))
+    detail = data.detail(qid)
+    video = await run_in_threadpool(_state(request).video_for, detail["vid"])
+    detail["video"] = str(video) if video is not None else None
+    return JSONResponse(detail)
 
 
 async def browser_open(request: Request) -> Response:

@@ -175,15 +175,24 @@ async function openQuery(qid) {
   $("q-meta").textContent =
     `qid ${d.qid} · video ${d.vid} · ${fmt(d.duration)} s · ${d.num_gt} GT window(s) (${d.buckets.join(", ")}) · ` +
     `top-1 IoU ${fmt(d.top1_iou, 3)} · best IoU ${fmt(d.best_iou, 3)} · top-1 at IoU 0.5: ${d["kind@0.5"]}, at 0.7: ${d["kind@0.7"]}`;
-  const rows = [{ label: "GT", items: d.gt_windows.map(([s, e], i) => ({ start: s, end: e, cls: "gt", attrs: { "data-gt": i } })) }];
+  // With the query's video under --videos, windows seek it when clicked.
+  const player = $("q-player");
+  show(player, !!d.video);
+  if (d.video) {
+    const src = `/media?path=${encodeURIComponent(d.video)}`;
+    if (player.dataset.src !== src) { player.src = src; player.dataset.src = src; }
+  } else { player.removeAttribute("src"); delete player.dataset.src; }
+  const seekQ = d.video ? (t) => () => { player.currentTime = t; player.play().catch(() => {}); } : () => null;
+  const rows = [{ label: "GT", items: d.gt_windows.map(([s, e], i) => ({ start: s, end: e, cls: "gt", attrs: { "data-gt": i }, onClick: seekQ(s) })) }];
   for (const w of d.pred_windows.slice(0, 20)) {
     rows.push({
       label: `#${w.rank}  ${fmt(w.score, 2)}`,
-      items: [{ start: w.start, end: w.end, score: w.score, cls: w.counted ? "pred" : "pred uncounted",
+      items: [{ start: w.start, end: w.end, score: w.score, cls: w.counted ? "pred" : "pred uncounted", onClick: seekQ(w.start),
         title: `#${w.rank}: ${fmt(w.start)}–${fmt(w.end)} s, score ${w.score}, IoU ${fmt(w.iou, 3)}`, attrs: { "data-rank": w.rank } }],
     });
   }
-  draw.drawTimeline($("q-timeline"), d.duration, rows, { rowHeight: 14 });
+  const playhead = draw.drawTimeline($("q-timeline"), d.duration, rows, { rowHeight: 14, playhead: !!d.video });
+  player.ontimeupdate = playhead ? () => playhead(player.currentTime) : null;
   const series = [];
   if (d.pred_saliency) series.push({ values: d.pred_saliency, clipLen: d.clip_len, cls: "line-pred", label: "pred", scale: "minmax" });
   if (d.gt_saliency) series.push({ values: d.gt_saliency, clipLen: d.clip_len, cls: "line-gt", label: "gt", scale: [0, 4] });
@@ -225,6 +234,11 @@ async function openFiles(ev) {
 
 function setupBrowser() {
   $("open-form").addEventListener("submit", openFiles);
+  document.addEventListener("keydown", (ev) => {
+    if ($("query-view").hidden || $("view-browse").hidden || ev.target.closest("input, select, textarea")) return;
+    if (ev.key === "j" && !$("next-q").disabled) $("next-q").click();
+    if (ev.key === "k" && !$("prev-q").disabled) $("prev-q").click();
+  });
   for (const id of ["search", "kind-filter", "kind-iou", "bucket-filter", "multi-gt"]) {
     $(id).addEventListener(id === "search" ? "input" : "change", timed(applyFilters));
   }
