@@ -161,6 +161,8 @@ def test_jobs_queue_in_order(live_client: Any, tiny_video: Path) -> None:
         time.sleep(0.02)
     sb = client.get(f"/api/jobs/{b}").json()
     assert sb["state"] == "queued" and sb["position"] == 1
+    sa = client.get(f"/api/jobs/{a}").json()  # the page's progress bar reads these
+    assert (sa["stage"], sa["fraction"], sa["position"]) == ("decode+extract", 0.5, None)
     fake.gate.set()
     assert _wait_job(client, b)["state"] == "done"
 
