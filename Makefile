@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/bench_sdst_step.py --threads 2
 	$(PY) bench/bench_extract.py
 	$(PY) bench/bench_tds_memory.py
+	$(PY) bench/bench_ground_long.py
 	$(PY) bench/bench_app.py
 
 clean:

@@ -145,14 +145,33 @@ def test_predict_without_checkpoint_is_clear(
 
 
 def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
     from sidetune.demo import main as demo_main
 
     assert (
-        demo_main(["--out", str(tmp_path), "--videos", "12", "--epochs", "1", "--no-progress"]) == 0
+        demo_main(["--out", str(tmp_path), "--videos", "8", "--epochs", "1", "--no-progress"]) == 0
     )
     out = capsys.readouterr().out
     table = out[out.index("official QVHighlights metrics") :]
     assert "MR-full-mAP" in table and "HL-min-VeryGood-Hit1" in table and "test" in table
-    assert (tmp_path / "preds_val.jsonl").is_file() and (
-        tmp_path / "preds_test_metrics.json"
-    ).is_file()
+    assert "found #1" in out and "truth:" in out and "hit rate on the held-out test set" in out
+    manifest = json.loads((tmp_path / "demo.json").read_text())
+    paths = manifest["paths"]
+    for p in (paths["predictions"]["val"], paths["gt"]["val"], paths["ground_example"]):
+        assert Path(p).is_file()
+    assert any(Path(paths["videos"]).glob("*.mp4"))
+    assert (Path(paths["run"]) / "extract_meta.json").is_file()  # enough for Grounder.from_run
+    assert manifest["epochs_run"] == manifest["epochs"] == 1 and not manifest["stopped_early"]
+    assert (tmp_path / "preds_test_metrics.json").is_file()
+    assert "NaN" not in (tmp_path / "demo.json").read_text()  # strict JSON for the web app
+
+
+def test_demo_cut_short_is_loud(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sidetune.demo import main as demo_main
+
+    args = ["--out", str(tmp_path), "--videos", "6", "--epochs", "3", "--no-progress",
+            "--max-train-minutes", "0.00001"]  # fmt: skip
+    assert demo_main(args) == 0
+    err = capsys.readouterr().err
+    assert "TRAINING WAS CUT SHORT: 1 of 3 epochs" in err

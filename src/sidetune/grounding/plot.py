@@ -66,7 +66,7 @@ def draw_panel(
     ax.set_xlabel("time (s)")
     ax.set_ylabel("saliency")
     ax.set_title(title, fontsize=9, loc="left")
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
     ax.grid(axis="x", alpha=0.3)
 
 

@@ -52,6 +52,7 @@ TEMPLATES = (
 )
 QVH_CLIP_LENGTH = 2.0
 HARD_NEGATIVE_P = 0.7
+BACKGROUND = (24, 24, 28)  # dark grey: the shape's colour is what stands out
 
 
 class RenderError(SidetuneError, ValueError):
@@ -63,7 +64,7 @@ class RenderConfig:
     """Settings of :func:`render_benchmark` (the ``--render`` options)."""
 
     seed: int = 0
-    videos: int = 240
+    videos: int = 400
     size: int = 64  # frame side in pixels (square frames)
     fps: int = 4
     speed: float = 24.0  # pixels per second
@@ -189,14 +190,13 @@ def layout_video(cfg: RenderConfig, index: int, qid_start: int) -> RenderedVideo
     events, pos = [], 0
     for i, (c, n) in enumerate(zip(segs, lengths)):
         pos += int(gaps[i]) + (1 if i else 0)
-        radius = float(rng.uniform(0.15, 0.25) * cfg.size)
+        radius = float(rng.uniform(0.22, 0.32) * cfg.size)
         # Fully inside the frame across the motion (the motion axis wraps around anyway).
         offset = (float(rng.uniform(radius, cfg.size - radius)),
                   float(rng.uniform(radius, cfg.size - radius)))  # fmt: skip
         events.append(Event(c, pos, pos + n, radius, offset))
         pos += n
-    bg = int(rng.integers(16, 40))  # dark grey: the shape's colour is what stands out
-    video = RenderedVideo(f"r{cfg.seed}_{index:05d}", duration, (bg, bg, bg), events)
+    video = RenderedVideo(f"r{cfg.seed}_{index:05d}", duration, BACKGROUND, events)
     for j, c in enumerate(targets):
         mine = [e for e in events if e.concept == c]
         ids = [k for e in mine for k in range(e.start, e.end)]

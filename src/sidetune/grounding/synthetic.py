@@ -746,7 +746,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=d.seed, help="random seed (default %(default)s)"
     )
     parser.add_argument("--videos", type=int, default=None,
-                        help=f"number of videos; with --annotations the first N distinct videos, 0 = all (default {d.videos}; with --render 240)")  # fmt: skip
+                        help=f"number of videos; with --annotations the first N distinct videos, 0 = all (default {d.videos}; with --render 400)")  # fmt: skip
     parser.add_argument("--render", action="store_true",
                         help="render real mp4 videos with scripted events and grammar queries "
                         "(sidetune.grounding.render) instead of writing features")  # fmt: skip
