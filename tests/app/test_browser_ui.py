@@ -36,8 +36,9 @@ def _need_chromium() -> None:
     pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 
-def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SIDETUNE_SCREENSHOTS") or tmp_path)
+def screenshot(page: Any, name: str, tmp_path: Path, keep: bool = True) -> Path:
+    """Save a PNG (to ``$SIDETUNE_SCREENSHOTS`` when set and ``keep``); checks its size."""
+    folder = Path(os.environ.get("SIDETUNE_SCREENSHOTS") or tmp_path) if keep else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     page.screenshot(path=str(path))
@@ -260,7 +261,7 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
             f"Math.abs(document.getElementById('player').currentTime - {start}) < 0.3"
         )
         page.evaluate("window.scrollTo(0, 0)")
-        screenshot(page, "live.png", tmp_path)
+        screenshot(page, "live.png", tmp_path, keep=False)  # the README shows the real demo's
 
         # A second query on the same video: listed in the history, served from cached features.
         other = "a green triangle goes up" if "green" not in query else "a red circle goes left"
@@ -297,3 +298,77 @@ def test_live_grounding_on_embedded_default(demo_dir: Path, tmp_path: Path) -> N
         page.wait_for_selector("#metrics td[data-metric]")
         n_val = len((demo_dir / "preds_val.jsonl").read_text().splitlines())
         assert page.inner_text("#row-count") == f"{n_val} of {n_val} queries"
+
+
+# ------------------------------------------------------------------------------------------------
+# The real `make demo` output (opt-in: SIDETUNE_DEMO_DIR=demo_out)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_real_demo(tmp_path: Path) -> None:
+    """``sidetune serve --run DIR/run`` on a finished ``make demo``: a held-out test video is
+    grounded from the page and its top-1 moment is compared with the GT; the browser shows the
+    demo's val metrics and plays a query's video. Skipped unless ``SIDETUNE_DEMO_DIR`` is set."""
+    from sidetune.app.browser import best_gt
+    from sidetune.commands.serve import add_arguments, build_config
+
+    demo = Path(os.environ.get("SIDETUNE_DEMO_DIR") or "")
+    if not os.environ.get("SIDETUNE_DEMO_DIR") or not (demo / "run" / "config.yaml").is_file():
+        pytest.skip("set SIDETUNE_DEMO_DIR to a finished `make demo` output (e.g. demo_out)")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = build_config(
+        parser.parse_args(["--run", str(demo / "run"), "--cache-dir", str(tmp_path / "cache")])
+    )
+    # The held-out example the demo grounded itself (demo_out/ground_example.json).
+    example = json.loads((demo / "ground_example.json").read_text())
+    video = (demo / "rendered" / "videos" / Path(example["video"]).name).resolve()
+    record = next(
+        r for r in load_annotations(demo / "rendered" / "test.jsonl") if r.vid == video.stem
+    )
+    assert record.query == example["query"]
+    val_metrics = json.loads((demo / "preds_val_metrics.json").read_text())["brief"]
+
+    with serve(config) as url, browser_page(height=1000) as page:
+        page.goto(url)
+        page.wait_for_selector("#view-live:not([hidden])")
+        page.select_option("#video-select", f"path:{video}")
+        page.wait_for_function("document.getElementById('player').readyState >= 1")
+        page.fill("#query-input", record.query)
+        page.click("#ground-btn")
+        page.wait_for_selector("#moments li", timeout=120_000)
+        got = page.eval_on_selector_all(
+            "#moments li", "ls => ls.map(l => [+l.dataset.start, +l.dataset.end, +l.dataset.score])"
+        )
+        assert len(got) == len(example["moments"])
+        for shown, ref in zip(got, example["moments"]):
+            assert shown == pytest.approx(ref, abs=1e-3)  # the demo's own `ground` result
+        top = got[0][:2]
+        _, top_iou = best_gt(top, record.windows)
+        page.click("#moments li")
+        page.wait_for_function(
+            f"Math.abs(document.getElementById('player').currentTime - {top[0]}) < 0.5"
+        )
+        seek_mid = """([id, t]) => new Promise((done) => { const v = document.getElementById(id);
+            v.pause(); v.addEventListener('seeked', done, { once: true }); v.currentTime = t; })"""
+        page.evaluate(seek_mid, ["player", (top[0] + top[1]) / 2])  # the event on screen
+        page.evaluate("window.scrollTo(0, 0)")
+        screenshot(page, "demo_live.png", tmp_path)
+
+        page.click("#tab-browse")
+        page.wait_for_selector("#metrics td[data-metric]")
+        shown = {
+            td.get_attribute("data-metric"): td.inner_text()
+            for td in page.query_selector_all("#metrics td[data-metric]")
+        }
+        assert shown == {
+            k: "nan" if v is None or v != v else f"{v:.2f}" for k, v in val_metrics.items()
+        }
+        page.click("#queries tbody tr")
+        page.wait_for_selector("#q-player:not([hidden])")
+        page.wait_for_function("document.getElementById('q-player').readyState >= 1")
+        qid = int(page.eval_on_selector("#query-view", "v => v.dataset.qid"))
+        shown_q = load_annotations(demo / "rendered" / "val.jsonl").by_qid()[qid]
+        page.evaluate(seek_mid, ["q-player", sum(shown_q.windows[0]) / 2])
+        screenshot(page, "demo_query.png", tmp_path)
+    assert top_iou >= 0.5, "the demo's model should find this held-out moment"
