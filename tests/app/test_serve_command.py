@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from sidetune.cli import main
+from tests.app.conftest import write_mp4
 
 
 def _files(folder: Path) -> tuple[Path, Path]:
@@ -97,7 +98,15 @@ def test_real_start_and_interrupt_cleans_uploads(tmp_path: Path) -> None:
             except OSError:
                 time.sleep(0.1)
         assert info is not None and info["browser"] is True and info["live"] is False
-        assert [p for p in tmp.iterdir() if p.name.startswith("sidetune-serve-")]
+        video = tmp_path / "v.mp4"
+        write_mp4(video, seconds=1.0)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/upload?name=v.mp4", data=video.read_bytes()
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["name"] == "v.mp4"
+        uploads = [p for p in tmp.iterdir() if p.name.startswith("sidetune-serve-")]
+        assert len(uploads) == 1 and len(list(uploads[0].iterdir())) == 1
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
     finally:

@@ -56,7 +56,8 @@ def live_client(tiny_video: Path, tmp_path: Path):  # type: ignore[no-untyped-de
     app = create_app(config)
     with TestClient(app) as client:
         yield client, fake, app
-    assert not app.state.sidetune.uploads.dir.exists()  # temp dir removed at shutdown
+    upload_dir = app.state.sidetune.uploads.dir
+    assert upload_dir is None or not upload_dir.exists()  # temp dir removed at shutdown
 
 
 def test_info_and_page(live_client: Any, tiny_video: Path) -> None:
@@ -189,12 +190,15 @@ def test_upload_checks(live_client: Any, tiny_video: Path) -> None:
     broken = client.post("/api/upload", params={"name": "cut.mp4"}, content=data[:600])
     assert broken.status_code == 400 and "cannot decode" in broken.json()["error"]
     assert client.post("/api/ground", json={"upload": "zzz", "query": "q"}).status_code == 404
-    kept = sorted(p.name for p in app.state.sidetune.uploads.dir.iterdir())
+    upload_dir = app.state.sidetune.uploads.dir
+    assert upload_dir is not None and upload_dir.name.startswith("sidetune-serve-")
+    kept = sorted(p.name for p in upload_dir.iterdir())
     assert kept == [f"{upload}.mp4"]  # refused uploads leave nothing behind
 
 
 def test_second_upload_while_one_is_processing_is_refused(tmp_path: Path) -> None:
     store = UploadStore(max_bytes=10)
+    assert store.dir is None  # nothing on disk before the first upload
     try:
         uid, path = store.begin("a.mp4", 5)
         with pytest.raises(UploadError, match="another upload") as exc:
@@ -205,7 +209,7 @@ def test_second_upload_while_one_is_processing_is_refused(tmp_path: Path) -> Non
         store.finish(uid2, path2, "b.mp4", ok=False)
     finally:
         store.cleanup()
-    assert not store.dir.exists()
+    assert store.dir is not None and not store.dir.exists()
 
 
 def test_concurrent_upload_answers_409(

@@ -106,7 +106,7 @@ class UploadStore:
 
     def __init__(self, max_bytes: int, keep: int = 8) -> None:
         self.max_bytes = max_bytes
-        self.dir = Path(tempfile.mkdtemp(prefix="sidetune-serve-"))
+        self.dir: Path | None = None  # made at the first upload: an app never served leaves none
         self._keep = keep
         self._files: dict[str, tuple[Path, str]] = {}  # id -> (path, original name)
         self._busy = threading.Lock()
@@ -128,6 +128,8 @@ class UploadStore:
                 "another upload is being received and checked; try again when it has finished",
                 409,
             )
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="sidetune-serve-"))
         upload_id = uuid.uuid4().hex[:12]
         return upload_id, self.dir / f"{upload_id}{Path(name).suffix.lower()}"
 
@@ -155,5 +157,6 @@ class UploadStore:
         return self._busy.locked()
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
         self._files.clear()
