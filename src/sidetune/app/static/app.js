@@ -430,6 +430,9 @@ function setupLive() {
   const player = $("player");
   player.addEventListener("loadedmetadata", () => { if (!L.result) redrawLive(); });
   player.addEventListener("timeupdate", () => { if (L.playhead) L.playhead(player.currentTime); });
+  player.addEventListener("error", () => {
+    if (player.getAttribute("src")) liveError("This browser cannot play the video (codec or container); grounding it still works.");
+  });
   if (info.videos.length) {
     $("video-select").value = `path:${info.videos[0].path}`;
     $("video-select").dispatchEvent(new Event("change"));
