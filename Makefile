@@ -44,6 +44,7 @@ bench: setup
 	$(PY) bench/bench_extract.py
 	$(PY) bench/bench_tds_memory.py
 	$(PY) bench/bench_ground_long.py
+	$(PY) bench/bench_app.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sidetune.commands.extract",
         "extract K intermediate-layer features from raw videos with a frozen backbone",
     ),
+    "serve": (
+        "sidetune.commands.serve",
+        "local web app: live grounding in a video, browse predictions against ground truth",
+    ),
 }
 
 
