@@ -26,10 +26,21 @@ from sidetune.video.sampling import num_clips_for
 from tests.shared_data import shared_path
 
 TINY_META = {
-    "backbone": "internvideo2-tiny", "clip_length": 2.0, "frames_per_clip": 4,
-    "pool": "mean", "layers": [1, 2, 3, 4], "video_dim": 64,
-    "text_backbone": "internvideo2-text-tiny", "text_layers": [0, 1, 2, 3], "text_dim": 32,
-}  # fmt: skip
+    "backbone": "internvideo2-tiny",
+    "clip_length": 2.0,
+    "frames_per_clip": 4,
+    "pool": "mean",
+    "layers": [1, 2, 3, 4],
+    "video_dim": 64,
+    "text_backbone": "internvideo2-text-tiny",
+    "text_layers": [0, 1, 2, 3],
+    "text_dim": 32,
+    "transform": "eval",
+    "gelu": "erf",
+    "weights": "fp32",
+    "text_format": "[CLS] X",
+    "pre_text": False,
+}  # fmt: skip  (what today's `sidetune extract` records)
 
 
 def make_run(root: Path, max_clips: int = 8, meta: dict | None = TINY_META) -> Path:
@@ -194,3 +205,32 @@ def test_overrides_replace_the_recorded_settings(run_dir: Path) -> None:
     assert other.backbone == "clip-tiny" and other.text_backbone is None  # its own text tower
     with pytest.raises(GroundError, match="unknown backbone option"):
         extractor_settings(run_dir, 2.0, {"colour": "red"})
+
+
+def test_from_run_rebuilds_the_recorded_preprocessing(tmp_path: Path) -> None:
+    """`ground` must see what `extract` saw: transform, GELU, text format, caption normalisation."""
+    meta = {
+        **TINY_META, "transform": "demo", "gelu": "tanh", "text_format": "[CLS] X [SEP]",
+        "pre_text": True,
+    }  # fmt: skip
+    g = Grounder.from_run(make_run(tmp_path / "run", meta=meta), cache_dir=tmp_path / "cache")
+    assert g.video_backbone.transform.kind == "demo"
+    assert g.video_backbone.encoder.blocks[0].mlp.act.approximate == "tanh"
+    assert g.text_backbone.add_sep and g.text_backbone.normalize_text
+    # Settings that change the features change the cache key.
+    assert (
+        g.settings.cache_settings()
+        != Grounder.from_run(
+            make_run(tmp_path / "run2"), cache_dir=tmp_path / "cache"
+        ).settings.cache_settings()
+    )
+
+
+def test_from_run_reads_legacy_metadata_with_the_old_defaults(tmp_path: Path) -> None:
+    """A run whose extract_meta.json predates the preprocessing keys was made with centre crop
+    and ``[CLS] X [SEP]`` text, as `sidetune extract` did then."""
+    legacy = {k: v for k, v in TINY_META.items()
+              if k not in ("transform", "gelu", "weights", "text_format", "pre_text")}  # fmt: skip
+    g = Grounder.from_run(make_run(tmp_path / "run", meta=legacy), cache_dir=tmp_path / "cache")
+    assert g.video_backbone.transform.kind == "crop"
+    assert g.text_backbone.add_sep and not g.text_backbone.normalize_text
