@@ -105,8 +105,11 @@ def td_adapter(x: Tensor, adapter: TDAdapter) -> Tensor:
 class PatchStem3d(nn.Module):
     """Conv3d patchify stem + BatchNorm3d: (B, T, Cin, H, W) -> tokens (B, T, h*w, D).
 
-    Kernel ``(kt, P, P)``, stride ``(1, P, P)``, temporal 'same' padding: the side tokens sit on
-    the same patch grid as CLIP's.
+    Kernel ``(kt, P, P)``, stride ``(1, P, P)``, padding ``(kt // 2, 1, 1)``: the official stem
+    (``conv_3xnxn_std`` of the authors' code) zero-pads one pixel on every spatial side, so
+    side token (r, c) sees pixels ``[rP - 1, rP + P - 1)`` -- CLIP's grid shifted up-left by a
+    pixel. The grid size is unchanged for P > 2: ``(H + 2 - P) // P + 1 = H / P``. Trained stem
+    weights only fit this grid.
     """
 
     def __init__(
@@ -118,7 +121,7 @@ class PatchStem3d(nn.Module):
             dim,
             kernel_size=(temporal_kernel, patch_size, patch_size),
             stride=(1, patch_size, patch_size),
-            padding=(temporal_kernel // 2, 0, 0),
+            padding=(temporal_kernel // 2, 1, 1),
         )
         self.bn = nn.BatchNorm3d(dim)
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from sidetune.config import ConfigError, load_config
 from sidetune.engine.optim import param_groups as engine_param_groups
+from sidetune.engine.seed import seed_everything
 from sidetune.recognition.config import RecognitionConfig
 from sidetune.recognition.data import (
     VideoDataset,
@@ -154,6 +155,12 @@ def build_datasets(
 
 
 def build_model(cfg: RecognitionConfig) -> TDSCLIP:
+    """The TDS-CLIP of ``cfg.model``, its side network drawn from ``train.seed``.
+
+    Seeded here, before any parameter is created, so two runs of one config start from the
+    same weights (the engine seeds again later, for the data order and dropout).
+    """
+    seed_everything(cfg.train.seed)
     model = build_tds_clip(cfg.model)
     image_size = model.clip.config.image_size
     if cfg.data.input_size != image_size:
