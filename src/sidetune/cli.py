@@ -30,6 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sidetune.commands.synth",
         "generate an embedded synthetic benchmark (grounding | recognition)",
     ),
+    "import": (
+        "sidetune.commands.import_",
+        "turn an authors' checkpoint (tds-clip) into a sidetune run directory",
+    ),
+    "classify": (
+        "sidetune.commands.classify",
+        "top-5 action labels of one video with a trained or imported recognition run",
+    ),
     "extract": (
         "sidetune.commands.extract",
         "extract K intermediate-layer features from raw videos with a frozen backbone",

@@ -23,7 +23,8 @@ class TDSModelConfig:
     ``backbone`` names a CLIP vision tower preset (``clip-vit-b16``, ``clip-vit-l14``) or
     ``custom`` (then ``clip_config`` gives every ``CLIPVisionConfig`` field, e.g. a tiny random
     CLIP for tests and the synthetic benchmark). ``clip_checkpoint`` is a local directory in the
-    ``transformers`` layout (``CLIPModel`` or ``CLIPVisionModel``); ``null`` keeps random weights,
+    ``transformers`` layout (``CLIPModel`` or ``CLIPVisionModel``) or an OpenAI CLIP ``.pt`` file
+    (e.g. ``ViT-B-16.pt``, only its vision tower is read); ``null`` keeps random weights,
     drawn from ``random_backbone_seed`` so that the frozen random CLIP is a fixed function of the
     config (checkpoints hold only trainable weights, and a reloaded run must see the same CLIP).
     """
@@ -111,13 +112,29 @@ class RecognitionDataConfig:
 
 @dataclass
 class RecognitionEvalConfig:
-    """``eval.*``: test views. Validation during training uses the same views."""
+    """``eval.*``: test views. Validation during training uses the same views.
 
-    num_crops: int = 1  # 1 centre | 3 (left/centre/right along the long side)
-    num_clips: int = 1  # temporal clips: offsets (c + 1) / (C + 1) inside each segment
-    resize: int = (
-        0  # shorter side before cropping; 0: input_size * 256 // 224 for 1 crop, input_size for 3
-    )
+    ``protocol`` chooses the frame indices, windows, resizing and crops:
+
+    * ``ssv2`` -- the authors' Something-Something test (``datasets/sth.py``, ``test_vision.py``):
+      frames ``round(i s) + int(s (c + 1) / (C + 1))`` with ``s = (F - 1) / T``, windows clamped
+      at the video start, bicubic resize to ``scale`` = 256x320 (aspect not kept), centre crop
+      or 3 crops at x in {0, 48, 96}, y = 16;
+    * ``k400`` -- their Kinetics test (``datasets/kinetics.py``): frames ``int(start + i F / T)``,
+      windows wrapping to the video end before its first frame (decord's negative indexing),
+      shorter side 256 (bicubic), centre crop or 3 crops along the long side;
+    * ``tsn`` -- our earlier views: segment fractions ``(c + 1) / (C + 1)``, bilinear, shorter
+      side ``resize``.
+
+    ``amp``: autocast of the test (``none``: fp32, as the authors' test script).
+    """
+
+    protocol: Literal["tsn", "ssv2", "k400"] = "tsn"
+    num_crops: int = 1  # 1 centre | 3
+    num_clips: int = 1  # temporal clips
+    scale: list[int] = field(default_factory=list)  # [] = protocol's: [256, 320] ssv2, [256] k400
+    resize: int = 0  # tsn: shorter side before cropping; 0: input_size * 256 // 224 for 1 crop, input_size for 3
+    amp: Literal["none", "bf16", "fp16"] = "none"
     label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:
@@ -125,6 +142,18 @@ class RecognitionEvalConfig:
             raise ValueError(f"eval.num_crops must be 1 or 3, got {self.num_crops}")
         if self.num_clips < 1:
             raise ValueError(f"eval.num_clips must be >= 1, got {self.num_clips}")
+        if len(self.scale) not in (0, 1, 2):
+            raise ValueError(
+                f"eval.scale must be [] , [short_side] or [height, width], got {self.scale}"
+            )
+
+    def resolved_scale(self, input_size: int) -> list[int]:
+        """The resize target of the official protocols (``test_vision.py``'s ``scale_size``)."""
+        if self.scale:
+            return list(self.scale)
+        if self.protocol == "ssv2":
+            return [256, 320]
+        return [256 if input_size == 224 else input_size]
 
 
 def _default_train() -> TrainConfig:

@@ -109,11 +109,17 @@ def build_clip_vision(cfg: TDSModelConfig, weights: bool = True) -> Any:
             vcfg._attn_implementation = "sdpa"
             return freeze(CLIPVisionModel(vcfg))
         cfg = dataclasses.replace(cfg, clip_checkpoint=None)
+    if cfg.clip_checkpoint and Path(cfg.clip_checkpoint).is_file():
+        # an OpenAI CLIP release (ViT-B-16.pt): tensors of its vision tower, mapped
+        from sidetune.interop.tds_clip import load_openai_clip_vision
+
+        return freeze(load_openai_clip_vision(cfg.clip_checkpoint))
     if cfg.clip_checkpoint:
         path = Path(cfg.clip_checkpoint)
         if not path.is_dir():
             raise ModelBuildError(
-                f"model.clip_checkpoint: {path} is not a directory (transformers layout expected)"
+                f"model.clip_checkpoint: {path} is neither a transformers directory nor an "
+                "OpenAI CLIP .pt file"
             )
         try:
             model = CLIPVisionModel.from_pretrained(

@@ -1,0 +1,1 @@
+"""Importers of authors' checkpoints and safe readers of foreign pickle files."""
