@@ -8,7 +8,7 @@ import torch
 
 from sidetune.recognition.config import RecognitionEvalConfig
 from sidetune.recognition.data import official_local_windows, official_test_indices
-from sidetune.recognition.transforms import (
+from sidetune.recognition.official_transforms import (
     OfficialEvalTransform,
     official_crop_offsets,
     resize_uint8,

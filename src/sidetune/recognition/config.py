@@ -103,11 +103,37 @@ class RecognitionDataConfig:
     flip_swap: Literal["auto", "none", "pairs"] = "auto"
     flip_pairs: list[list[int]] = field(default_factory=list)
     grayscale_prob: float = 0.0
+    # Training sampling + augmentation: ``tsn`` (ours: random resized crop -> flip ->
+    # RandAugment-style ops -> grayscale) or the authors' ``ssv2`` / ``k400`` pipelines
+    # (``sth.py`` / ``kinetics.py`` frame sampling, RandAugment ``rand_augment_policy`` on the
+    # decoded frames, bicubic ``scale``, their random sized crop, flip, grayscale).
+    pipeline: Literal["tsn", "ssv2", "k400"] = "tsn"
+    scale: list[int] = field(default_factory=list)  # [] = [256, 320] (ssv2) / [256] (k400)
+    rand_augment_policy: str = "rand-m7-n4-mstd0.5-inc1"
+    num_sample: int = 1  # repeated augmentation: augmented copies of each sampled clip
     rand_augment: bool = True
     rand_augment_ops: int = 2
     rand_augment_magnitude: int = 9  # 0..10
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+
+    def __post_init__(self) -> None:
+        if self.num_sample < 1:
+            raise ValueError(f"data.num_sample must be >= 1, got {self.num_sample}")
+        if len(self.scale) not in (0, 1, 2):
+            raise ValueError(
+                f"data.scale must be [], [short_side] or [height, width], got {self.scale}"
+            )
+
+    def resolved_scale(self) -> list[int]:
+        """``GroupScale`` of the authors' training pipeline."""
+        if self.scale:
+            return list(self.scale)
+        return (
+            [256, 320]
+            if self.pipeline == "ssv2"
+            else [256 if self.input_size == 224 else self.input_size]
+        )
 
 
 @dataclass

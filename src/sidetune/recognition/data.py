@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sidetune.errors import SidetuneError
+from sidetune.recognition.official_transforms import OfficialTrainTransform
 from sidetune.recognition.transforms import EvalTransform, TrainTransform
 
 
@@ -167,6 +168,20 @@ def eval_segment_indices(num_frames: int, num_segments: int, num_clips: int = 1)
     return np.clip(idx, 0, num_frames - 1)
 
 
+def official_train_indices(
+    num_frames: int, num_segments: int, protocol: str, rng: np.random.Generator
+) -> np.ndarray:
+    """The authors' training indices, ``(T,)``: ``ssv2`` is TSN (:func:`train_segment_indices`,
+    as ``sth.py``); ``k400`` (``kinetics.py``) draws segment i uniformly from the inclusive range
+    ``[round(i s), round((i + 1) s)]``, ``s = (F - 1) / T``."""
+    if protocol != "k400":
+        return train_segment_indices(num_frames, num_segments, rng)
+    seg = float(num_frames - 1) / num_segments
+    lo = np.round(seg * np.arange(num_segments)).astype(np.int64)
+    hi = np.round(seg * np.arange(1, num_segments + 1)).astype(np.int64)
+    return lo + (rng.random(num_segments) * (hi - lo + 1)).astype(np.int64)
+
+
 def official_test_indices(
     num_frames: int, num_segments: int, num_clips: int = 1, protocol: str = "ssv2"
 ) -> np.ndarray:
@@ -288,12 +303,13 @@ class VideoDataset(Dataset[dict[str, Any]]):
         num_segments: int,
         num_local: int,
         train: bool,
-        transform: TrainTransform | EvalTransform,
+        transform: TrainTransform | OfficialTrainTransform | EvalTransform,
         num_clips: int = 1,
         frame_template: str = "{:05d}.jpg",
         frame_index_base: int = 1,
         seed: int = 0,
         protocol: str = "tsn",
+        num_sample: int = 1,
     ) -> None:
         self.records = records
         self.num_segments = num_segments
@@ -304,7 +320,9 @@ class VideoDataset(Dataset[dict[str, Any]]):
         self.frame_template = frame_template
         self.frame_index_base = frame_index_base
         self.seed = seed
-        self.protocol = protocol  # test sampling: tsn (segment fractions) | ssv2 | k400 (official)
+        # frame sampling: tsn (ours) | ssv2 | k400 (the authors' sth.py / kinetics.py)
+        self.protocol = protocol
+        self.num_sample = num_sample  # training: augmented copies of each sampled clip
         self._num_frames: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -326,8 +344,12 @@ class VideoDataset(Dataset[dict[str, Any]]):
         if self.train:
             # torch's per-worker seed (set by the engine) drives the sampling and augmentation
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-            idx = train_segment_indices(nf, self.num_segments, rng)[None]
-            windows = local_windows(idx, self.num_local, nf)  # (1, T, n)
+            if self.protocol == "tsn":
+                idx = train_segment_indices(nf, self.num_segments, rng)[None]
+                windows = local_windows(idx, self.num_local, nf)  # (1, T, n)
+            else:
+                idx = official_train_indices(nf, self.num_segments, self.protocol, rng)[None]
+                windows = official_local_windows(idx, self.num_local, nf, self.protocol == "k400")
         elif self.protocol == "tsn":
             idx = eval_segment_indices(nf, self.num_segments, self.num_clips)
             windows = local_windows(idx, self.num_local, nf)  # (C, T, n)
@@ -336,11 +358,16 @@ class VideoDataset(Dataset[dict[str, Any]]):
             windows = official_local_windows(idx, self.num_local, nf, self.protocol == "k400")
         frames = self.read(record, windows.reshape(-1).tolist())  # (C T n, H, W, 3)
         if self.train:
-            assert isinstance(self.transform, TrainTransform)
+            assert not isinstance(self.transform, EvalTransform)
             self.transform.rng = random.Random(int(torch.randint(0, 2**62, ()).item()))
-            x, label = self.transform(frames, record.label)
-            x = x.reshape(self.num_segments, self.num_local, *x.shape[1:])
-            return {"frames": x, "label": label, "index": index}
+            clips, labels = [], []
+            for _ in range(self.num_sample):  # repeated augmentation of one sampled clip
+                x, label = self.transform(frames, record.label)
+                clips.append(x.reshape(self.num_segments, self.num_local, *x.shape[1:]))
+                labels.append(label)
+            if self.num_sample == 1:
+                return {"frames": clips[0], "label": labels[0], "index": index}
+            return {"frames": torch.stack(clips), "label": labels, "index": index}
         assert isinstance(self.transform, EvalTransform)
         x = self.transform(frames)  # (K, C T n, 3, S, S)
         k = x.shape[0]
@@ -350,7 +377,19 @@ class VideoDataset(Dataset[dict[str, Any]]):
 
 
 def collate_videos(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack samples: frames (B, [V,] T, n, 3, S, S), label (B,), index (B,)."""
+    """Stack samples: frames (B, [V,] T, n, 3, S, S), label (B,), index (B,).
+
+    Repeated-augmentation samples (a list of R labels) become R consecutive batch rows, as the
+    authors' ``multiple_samples_collate``: frames (B R, T, n, 3, S, S).
+    """
+    if samples and isinstance(samples[0]["label"], list):
+        return {
+            "frames": torch.cat([s["frames"] for s in samples]),
+            "label": torch.tensor([int(v) for s in samples for v in s["label"]], dtype=torch.long),
+            "index": torch.tensor(
+                [int(s["index"]) for s in samples for _ in s["label"]], dtype=torch.long
+            ),
+        }
     return {
         "frames": torch.stack([s["frames"] for s in samples]),
         "label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),

@@ -29,12 +29,9 @@ from sidetune.recognition.data import (
 )
 from sidetune.recognition.metrics import AccuracyMeter, average_views
 from sidetune.recognition.model import TDSCLIP, build_clip_vision, build_tds_clip
-from sidetune.recognition.transforms import (
-    EvalTransform,
-    OfficialEvalTransform,
-    TrainTransform,
-    flip_label_map,
-)
+from sidetune.recognition.official_transforms import OfficialEvalTransform, OfficialTrainTransform
+from sidetune.recognition.rand_augment import RandAugmentPolicy
+from sidetune.recognition.transforms import EvalTransform, TrainTransform, flip_label_map
 from sidetune.utils.params import parameter_table
 
 
@@ -164,6 +161,30 @@ def build_train_set(cfg: RecognitionConfig, names: list[str] | None) -> VideoDat
                 "set data.flip_swap=none or pairs, or data.flip=false"
             )
         flip_map = flip_label_map(names, d.flip_pairs)
+    train_tf: TrainTransform | OfficialTrainTransform
+    if d.pipeline != "tsn":
+        try:
+            policy = RandAugmentPolicy.parse(d.rand_augment_policy) if d.rand_augment else None
+        except ValueError as exc:
+            raise ConfigError(f"data.rand_augment_policy: {exc}") from None
+        train_tf = OfficialTrainTransform(
+            d.input_size,
+            d.resolved_scale(),
+            policy,
+            flip_map,
+            d.flip,
+            d.grayscale_prob,
+            d.mean,
+            d.std,
+        )
+        return VideoDataset(
+            records,
+            train=True,
+            transform=train_tf,
+            protocol=d.pipeline,
+            num_sample=d.num_sample,
+            **_common(cfg),
+        )
     train_tf = TrainTransform(
         d.input_size,
         area=(d.min_area, d.max_area),
@@ -176,7 +197,9 @@ def build_train_set(cfg: RecognitionConfig, names: list[str] | None) -> VideoDat
         mean=d.mean,
         std=d.std,
     )
-    return VideoDataset(records, train=True, transform=train_tf, **_common(cfg))
+    return VideoDataset(
+        records, train=True, transform=train_tf, num_sample=d.num_sample, **_common(cfg)
+    )
 
 
 def build_datasets(
