@@ -137,9 +137,9 @@ def test_sme_fuses_differences_of_consecutive_local_frames() -> None:
     seen: dict[str, torch.Tensor] = {}
 
     class Spy(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            seen["diff"] = x
-            return torch.ones(x.shape[0], x.shape[1], 16, 16)
+        def channels_first(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, T, H, W)
+            seen["diff"] = x.transpose(1, 2)
+            return torch.ones(x.shape[0], x.shape[2], 16, 16)
 
     sme.diff_stem = Spy()  # type: ignore[assignment]
     x = _frames(n=3)

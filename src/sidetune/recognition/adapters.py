@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidetune.recognition.lean_saving import rebuild
+
 TDReference = Literal["pool", "conv", "diff"]
 
 
@@ -25,7 +27,18 @@ class TokenBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
-        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+        y = super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+        return rebuild(y, self.recompute, x)  # BN keeps x for its backward anyway
+
+    def recompute(self, x: Tensor) -> Tensor:
+        """The forward's output again (batch statistics in training, no running-stat update)."""
+        train = self.training or self.running_mean is None
+        mean = None if train else self.running_mean
+        var = None if train else self.running_var
+        y = F.batch_norm(
+            x.reshape(-1, x.shape[-1]), mean, var, self.weight, self.bias, train, 0.0, self.eps
+        )
+        return y.reshape(x.shape)
 
 
 def temporal_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -35,7 +48,8 @@ def temporal_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None = None) ->
     """
     k = weight.shape[1]
     t = x.shape[1]
-    xp = F.pad(x, (0, 0, 0, 0, k // 2, k // 2))
+    pad = (0, 0, 0, 0, k // 2, k // 2)
+    xp = rebuild(F.pad(x, pad), F.pad, x, pad)  # the products keep slices of xp
     out = xp[:, 0:t] * weight[:, 0]
     for j in range(1, k):  # loop over the (tiny) kernel taps, not over data
         out = out + xp[:, j : j + t] * weight[:, j]
@@ -97,9 +111,16 @@ def td_adapter(x: Tensor, adapter: TDAdapter) -> Tensor:
     """Eq. 4 and the gate around it; see :class:`TDAdapter`."""
     z = adapter.squeeze_bn(adapter.squeeze(x))
     d = z - adapter.temporal_reference(z)  # Eq. 4: D_s = Z_s - Pool(Z_s)
-    y = 0.5 * d + 0.5 * d.mean(dim=-1, keepdim=True)
-    y = adapter.expand_bn(adapter.expand(y))
-    return x + x * (torch.sigmoid(y) - 0.5)
+    m = 0.5 * d + 0.5 * d.mean(dim=-1, keepdim=True)  # (..., C / r): small
+    e = rebuild(adapter.expand(m), F.linear, m, adapter.expand.weight)
+    gate = torch.sigmoid(adapter.expand_bn(e))
+    # full-width tensors kept for backward are rebuilt from the small m (see lean_saving)
+    gate = rebuild(gate, _td_gate, m, adapter)
+    return x + x * rebuild(gate - 0.5, lambda m: _td_gate(m, adapter) - 0.5, m)
+
+
+def _td_gate(m: Tensor, adapter: TDAdapter) -> Tensor:
+    return torch.sigmoid(adapter.expand_bn.recompute(F.linear(m, adapter.expand.weight)))
 
 
 class PatchStem3d(nn.Module):
@@ -126,8 +147,12 @@ class PatchStem3d(nn.Module):
         self.bn = nn.BatchNorm3d(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.bn(self.conv(x.transpose(1, 2)))  # (B, D, T, h, w)
-        return y.flatten(3).permute(0, 2, 3, 1)  # (B, T, h*w, D)
+        return self.channels_first(x.transpose(1, 2))
+
+    def channels_first(self, x: Tensor) -> Tensor:
+        """x: (B, Cin, T, H, W) -> tokens (B, T, h*w, D)."""
+        y = self.bn(self.conv(x))  # (B, D, T, h, w)
+        return y.flatten(3).permute(0, 2, 3, 1)
 
 
 class SMEAdapter(nn.Module):
@@ -172,10 +197,22 @@ def sme_adapter(frames: Tensor, adapter: SMEAdapter) -> Tensor:
     n = frames.shape[2]
     if n != adapter.num_local_frames:
         raise ValueError(f"expected {adapter.num_local_frames} local frames per segment, got {n}")
-    centre = frames[:, :, n // 2]
-    out = adapter.rgb_weight * adapter.rgb_stem(centre)
+    # the stems' inputs, channels first; the convs keep them for their weight gradients, so
+    # they are registered to be rebuilt from ``frames`` (kept by the caller anyway)
+    centre = rebuild(_centre(frames), _centre, frames)
+    out = adapter.rgb_weight * adapter.rgb_stem.channels_first(centre)
     if adapter.diff_stem is not None:
-        diffs = frames[:, :, 1:] - frames[:, :, :-1]  # Eq. 2: consecutive local differences
-        diffs = diffs.flatten(2, 3)  # (B, T, 3 (n - 1), H, W), in temporal order
-        out = out + adapter.diff_weight * adapter.diff_stem(diffs)  # Eq. 3
+        diffs = rebuild(_differences(frames), _differences, frames)
+        out = out + adapter.diff_weight * adapter.diff_stem.channels_first(diffs)  # Eq. 3
     return out
+
+
+def _centre(frames: Tensor) -> Tensor:
+    """(B, T, n, 3, H, W) -> the sampled frames, (B, 3, T, H, W)."""
+    return frames[:, :, frames.shape[2] // 2].transpose(1, 2).contiguous()
+
+
+def _differences(frames: Tensor) -> Tensor:
+    """Eq. 2: consecutive local differences in temporal order, (B, 3 (n - 1), T, H, W)."""
+    diffs = frames[:, :, 1:] - frames[:, :, :-1]
+    return diffs.flatten(2, 3).transpose(1, 2).contiguous()

@@ -54,6 +54,9 @@ class TDSModelConfig:
     drop_path: float = 0.0
     # memory: recompute each side block in backward (torch.utils.checkpoint)
     grad_checkpointing: bool = False
+    # memory: keep norm / GELU / gate outputs out of the backward's saved tensors and rebuild
+    # them elementwise when backward needs them (no matmul or attention is recomputed)
+    lean_saving: bool = True
 
     def __post_init__(self) -> None:
         if self.num_local_frames < 1 or self.num_local_frames % 2 == 0:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from sidetune.errors import SidetuneError
 from sidetune.recognition.adapters import SMEAdapter, TokenBatchNorm
 from sidetune.recognition.config import TDSModelConfig
+from sidetune.recognition.lean_saving import lean_saving
 from sidetune.recognition.side_network import SideProjection, TDSBlock, build_tds_block, run_block
 from sidetune.utils.params import freeze
 
@@ -171,6 +172,7 @@ class TDSCLIP(nn.Module):
         head: :class:`TDSHead`.
         fuse_weight: w in ``S <- (1 - w) S + w P_i``.
         grad_checkpointing: recompute side blocks in backward.
+        lean_saving: keep for backward only what elementwise ops cannot rebuild cheaply.
 
     ``forward(frames)``: frames (B, T, n, 3, H, W) float, CLIP-normalised -> logits (B, classes).
     """
@@ -186,6 +188,7 @@ class TDSCLIP(nn.Module):
         head: TDSHead,
         fuse_weight: float = 0.5,
         grad_checkpointing: bool = False,
+        lean_saving: bool = True,
     ) -> None:
         super().__init__()
         vcfg = clip.config
@@ -201,6 +204,7 @@ class TDSCLIP(nn.Module):
         self.head = head
         self.fuse_weight = fuse_weight
         self.grad_checkpointing = grad_checkpointing
+        self.lean_saving = lean_saving  # rebuild cheap tensors in backward (see lean_saving.py)
 
     @property
     def side_blocks(self) -> list[TDSBlock]:
@@ -222,6 +226,10 @@ class TDSCLIP(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
     def forward(self, frames: Tensor) -> Tensor:
+        with lean_saving(self.lean_saving):
+            return self._forward(frames)
+
+    def _forward(self, frames: Tensor) -> Tensor:
         b, t, n = frames.shape[:3]
         side = self.sme(frames)  # (B, T, N, D)
         hidden = self.clip_embed(frames[:, :, n // 2].flatten(0, 1))
@@ -268,7 +276,16 @@ def build_tds_clip(cfg: TDSModelConfig, clip: Any = None) -> TDSCLIP:
         cfg.stem_temporal_kernel,
     )
     head = TDSHead(dim, cfg.num_classes, cfg.dropout)
-    return TDSCLIP(clip, sme, projections, blocks, head, cfg.fuse_weight, cfg.grad_checkpointing)
+    return TDSCLIP(
+        clip,
+        sme,
+        projections,
+        blocks,
+        head,
+        cfg.fuse_weight,
+        cfg.grad_checkpointing,
+        cfg.lean_saving,
+    )
 
 
 def tds_clip_b16(num_classes: int = 174, **overrides: Any) -> TDSCLIP:

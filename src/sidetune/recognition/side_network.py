@@ -20,6 +20,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from sidetune.recognition.adapters import TDAdapter, TDReference, TokenBatchNorm, temporal_depthwise
+from sidetune.recognition.lean_saving import rebuild
 
 
 def cls_token_shift(cls: Tensor) -> Tensor:
@@ -82,7 +83,10 @@ class TemporalBranch(nn.Module):
         nn.init.kaiming_uniform_(self.dw_weight, a=math.sqrt(5))
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.pw2(temporal_depthwise(self.pw1(self.norm(x)), self.dw_weight, self.dw_bias))
+        u = self.pw1(self.norm(x))
+        v = temporal_depthwise(u, self.dw_weight, self.dw_bias)
+        v = rebuild(v, temporal_depthwise, u, self.dw_weight, self.dw_bias)  # pw2 keeps v
+        y = self.pw2(v)
         return y if self.td is None else self.td(y)
 
 
@@ -103,12 +107,24 @@ class SideAttention(nn.Module):
     def forward(self, x: Tensor, cls: Tensor, pos: Tensor) -> Tensor:
         b, t, n, d = x.shape
         tokens = torch.cat([cls_token_shift(cls).unsqueeze(2), x + pos], dim=2)  # (B, T, N+1, D)
-        tokens = self.norm(tokens).reshape(b * t, n + 1, d)
+        normed = rebuild(self.norm(tokens), self._norm, tokens)  # LN keeps tokens anyway
+        tokens = normed.reshape(b * t, n + 1, d)
         hd = d // self.heads
         qkv = self.qkv(tokens).reshape(b * t, n + 1, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0, :, :, 1:], qkv[1], qkv[2]  # queries: patches only
-        y = F.scaled_dot_product_attention(q, k, v)  # (BT, heads, N, hd)
-        return self.out(y.transpose(1, 2).reshape(b, t, n, d))
+        y = F.scaled_dot_product_attention(q, k, v)  # (BT, heads, N, hd); keeps y
+        merged = rebuild(_merge_heads(y, b, t), _merge_heads, y, b, t)
+        return self.out(merged)
+
+    def _norm(self, tokens: Tensor) -> Tensor:
+        return F.layer_norm(
+            tokens, tokens.shape[-1:], self.norm.weight, self.norm.bias, self.norm.eps
+        )
+
+
+def _merge_heads(y: Tensor, b: int, t: int) -> Tensor:
+    """(B T, heads, N, hd) -> (B, T, N, heads hd)."""
+    return y.transpose(1, 2).reshape(b, t, y.shape[2], -1)
 
 
 class SideMLP(nn.Module):
@@ -122,7 +138,8 @@ class SideMLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(self.norm(x))))
+        h = self.fc1(self.norm(x))
+        return self.fc2(rebuild(F.gelu(h), F.gelu, h))  # GELU keeps h anyway
 
 
 class TDSBlock(nn.Module):
