@@ -63,6 +63,10 @@ class SideProjection(nn.Module):
         return self.linear(self.norm(tap))
 
     def forward(self, tap: Tensor) -> Tensor:
+        if tap.is_cuda and torch.is_autocast_enabled("cuda"):
+            # under autocast the frozen CLIP computes in bf16 / fp16 but its residual stream is
+            # fp32: keep the tap in the autocast dtype (half the bytes; the LayerNorm upcasts)
+            tap = tap.to(torch.get_autocast_dtype("cuda"))
         if torch.is_grad_enabled() and self.linear.weight.requires_grad:
             out: Tensor = torch.utils.checkpoint.checkpoint(self._project, tap, use_reentrant=False)
             return out
