@@ -78,3 +78,24 @@ def test_rebuild_is_a_no_op_without_grad() -> None:
         y = torch.ones(3)
         assert ls.rebuild(y, torch.zeros, 3) is y
     assert ls.rebuild(y, torch.zeros, 3) is y
+
+
+def test_rebuilds_outputs_saved_by_their_own_op() -> None:
+    calls = []
+
+    def recompute(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.sigmoid(x)
+
+    x = torch.randn(5, requires_grad=True)
+    with ls.lean_saving():
+        y = ls.rebuild(torch.sigmoid(x), recompute, x)  # sigmoid saved y before the call
+        (y * 3.0).sum().backward()
+    s = torch.sigmoid(x.detach())
+    torch.testing.assert_close(x.grad, 3.0 * s * (1 - s))
+    assert calls == [1]
+    # a view of a bigger storage is never registered (a rebuilt tensor could not stand in)
+    big = torch.randn(10, requires_grad=True) * 1.0
+    with ls.lean_saving() as ctx:
+        ls.rebuild(big[:5], recompute, x)
+        assert not ctx._recipes

@@ -68,7 +68,7 @@ class LeanSaving:
         self._hooks: Any = None
 
     def rebuild(self, y: Tensor, fn: Callable[..., Tensor], *args: Any) -> Tensor:
-        if self._hooks is None or not y.is_contiguous():
+        if self._hooks is None or not _owns_storage(y):
             return y
         ptr = y.untyped_storage().data_ptr()
         self._recipes[ptr] = (weakref.ref(y), fn, args)
@@ -114,6 +114,15 @@ class LeanSaving:
             self._hooks = None
         self._recipes.clear()
         self._slots.clear()
+
+
+def _owns_storage(y: Tensor) -> bool:
+    """``y`` is its storage, laid out contiguously (so a recomputed ``y`` can stand in for it)."""
+    return (
+        y.is_contiguous()
+        and y.storage_offset() == 0
+        and y.untyped_storage().nbytes() == y.numel() * y.element_size()
+    )
 
 
 def _ptr(t: Tensor) -> int | None:
