@@ -31,14 +31,28 @@ class TokenBatchNorm(nn.BatchNorm1d):
         return rebuild(y, self.recompute, x)  # BN keeps x for its backward anyway
 
     def recompute(self, x: Tensor) -> Tensor:
-        """The forward's output again (batch statistics in training, no running-stat update)."""
-        train = self.training or self.running_mean is None
-        mean = None if train else self.running_mean
-        var = None if train else self.running_var
-        y = F.batch_norm(
-            x.reshape(-1, x.shape[-1]), mean, var, self.weight, self.bias, train, 0.0, self.eps
-        )
-        return y.reshape(x.shape)
+        """The forward's output again, elementwise (no running-stat update): batch statistics in
+        training, running ones in eval. Equal to the forward's output to float rounding."""
+        flat = x.reshape(-1, x.shape[-1])
+        if self.training or self.running_mean is None or self.running_var is None:
+            var, mean = torch.var_mean(flat, dim=0, correction=0)
+        else:
+            var, mean = self.running_var, self.running_mean
+        alpha = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            alpha = alpha * self.weight
+        beta = -mean * alpha if self.bias is None else self.bias - mean * alpha
+        return torch.addcmul(beta, flat, alpha).reshape(x.shape)
+
+    def normalize_with_stats(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Differentiable batch-statistics BN of ``x`` (..., C) and the stats ``(mean, var)``
+        (biased), without touching the running statistics."""
+        flat = x.reshape(-1, x.shape[-1])
+        var, mean = torch.var_mean(flat, dim=0, correction=0)
+        y = (flat - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight + self.bias
+        return y.reshape(x.shape), mean, var
 
 
 def temporal_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -47,9 +61,14 @@ def temporal_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None = None) ->
     x: (B, T, N, C); weight: (C, k); bias: (C,) or None. Returns (B, T, N, C).
     """
     k = weight.shape[1]
-    t = x.shape[1]
-    pad = (0, 0, 0, 0, k // 2, k // 2)
-    xp = rebuild(F.pad(x, pad), F.pad, x, pad)  # the products keep slices of xp
+    xp = F.pad(x, (0, 0, 0, 0, k // 2, k // 2))
+    return depthwise_padded(xp, weight, bias)
+
+
+def depthwise_padded(xp: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`temporal_depthwise` of an input already padded along T: (B, T + k - 1, N, C)."""
+    k = weight.shape[1]
+    t = xp.shape[1] - k + 1
     out = xp[:, 0:t] * weight[:, 0]
     for j in range(1, k):  # loop over the (tiny) kernel taps, not over data
         out = out + xp[:, j : j + t] * weight[:, j]

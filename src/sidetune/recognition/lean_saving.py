@@ -135,6 +135,11 @@ def _ptr(t: Tensor) -> int | None:
 _ACTIVE: list[LeanSaving] = []
 
 
+def lean_active() -> bool:
+    """Whether a :class:`LeanSaving` is recording (inside ``lean_saving`` with grad enabled)."""
+    return bool(_ACTIVE) and _ACTIVE[-1]._hooks is not None
+
+
 def rebuild(y: Tensor, fn: Callable[..., Tensor], *args: Any) -> Tensor:
     """Register ``y = fn(*args)`` with the innermost active :class:`LeanSaving` (no-op without)."""
     return _ACTIVE[-1].rebuild(y, fn, *args) if _ACTIVE else y

@@ -13,14 +13,20 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from sidetune.recognition.adapters import TDAdapter, TDReference, TokenBatchNorm, temporal_depthwise
-from sidetune.recognition.lean_saving import rebuild
+from sidetune.recognition.adapters import (
+    TDAdapter,
+    TDReference,
+    TokenBatchNorm,
+    depthwise_padded,
+)
+from sidetune.recognition.lean_saving import lean_active, rebuild
 
 
 def cls_token_shift(cls: Tensor) -> Tensor:
@@ -88,8 +94,10 @@ class TemporalBranch(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         u = self.pw1(self.norm(x))
-        v = temporal_depthwise(u, self.dw_weight, self.dw_bias)
-        v = rebuild(v, temporal_depthwise, u, self.dw_weight, self.dw_bias)  # pw2 keeps v
+        k = self.dw_weight.shape[1]
+        up = F.pad(u, (0, 0, 0, 0, k // 2, k // 2))  # the depthwise products keep slices of up
+        v = depthwise_padded(up, self.dw_weight, self.dw_bias)
+        v = rebuild(v, depthwise_padded, up, self.dw_weight, self.dw_bias)  # pw2 keeps v
         y = self.pw2(v)
         return y if self.td is None else self.td(y)
 
@@ -142,8 +150,44 @@ class SideMLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        if lean_active() and self.training:
+            out: Tensor = _LeanMLP.apply(x, self, *self._params())
+            return out
         h = self.fc1(self.norm(x))
         return self.fc2(rebuild(F.gelu(h), F.gelu, h))  # GELU keeps h anyway
+
+    def _params(self) -> tuple[Tensor, ...]:
+        return (self.norm.weight, self.norm.bias, self.fc1.weight, self.fc1.bias,
+                self.fc2.weight, self.fc2.bias)  # fmt: skip
+
+
+class _LeanMLP(torch.autograd.Function):
+    """:class:`SideMLP` keeping only its input: backward rebuilds the norm, ``fc1`` and GELU
+    outputs from it (one extra ``fc1`` matmul) instead of storing the r D-wide hidden layer.
+    The forward updates the BatchNorm running statistics once, as the plain module does."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, mlp: SideMLP, *params: Tensor) -> Tensor:
+        ctx.mlp = mlp
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return mlp.fc2(F.gelu(mlp.fc1(mlp.norm(x))))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        mlp: SideMLP = ctx.mlp
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            z, _, _ = mlp.norm.normalize_with_stats(xd)
+            g = F.gelu(mlp.fc1(z))
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_w2 = flat_grad.t() @ g.detach().reshape(-1, g.shape[-1])
+        grad_b2 = flat_grad.sum(0)
+        grad_g = grad @ mlp.fc2.weight
+        inputs = (xd, mlp.norm.weight, mlp.norm.bias, mlp.fc1.weight, mlp.fc1.bias)
+        gx, gnw, gnb, gw1, gb1 = torch.autograd.grad(g, inputs, grad_g)
+        return gx, None, gnw, gnb, gw1, gb1, grad_w2, grad_b2
 
 
 class TDSBlock(nn.Module):
