@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import torch
 
 from sidetune.recognition import lean_saving as ls
@@ -14,16 +15,20 @@ from sidetune.recognition.model import build_tds_clip
 CFG = dict(backbone="tiny", num_classes=6, side_dim=64, side_heads=2, td_reduction=8)
 
 
-def _models() -> tuple[Any, Any]:
+def _models(attention: bool = False) -> tuple[Any, Any]:
     torch.manual_seed(0)
-    lean = build_tds_clip(TDSModelConfig(**CFG, lean_saving=True))  # type: ignore[arg-type]
+    cfg = TDSModelConfig(**CFG, lean_saving=True, lean_attention=attention)  # type: ignore[arg-type]
+    lean = build_tds_clip(cfg)
     plain = copy.deepcopy(lean)
     plain.lean_saving = False
     return lean.train(), plain.train()
 
 
-def test_same_gradients_and_statistics() -> None:
-    lean, plain = _models()
+@pytest.mark.parametrize("attention", [False, True])
+def test_same_gradients_and_statistics(attention: bool) -> None:
+    lean, plain = _models(attention)
+    for block in plain.blocks:
+        block.attention.recompute = False
     frames = torch.randn(2, 4, 5, 3, 32, 32)
     for m in (lean, plain):
         m(frames).logsumexp(-1).sum().backward()
@@ -67,7 +72,7 @@ def _saved_bytes(model: Any, frames: torch.Tensor) -> int:
 
 
 def test_keeps_fewer_bytes_for_backward() -> None:
-    lean, plain = _models()
+    lean, plain = _models(attention=True)
     frames = torch.randn(2, 4, 5, 3, 32, 32)
     a, b = _saved_bytes(lean, frames), _saved_bytes(plain, frames)
     assert a < 0.65 * b, (a, b)  # tiny CLIP: the SME stem input weighs more than at B/16

@@ -57,6 +57,9 @@ class TDSModelConfig:
     # memory: keep norm / GELU / gate outputs out of the backward's saved tensors and rebuild
     # them elementwise when backward needs them (no matmul or attention is recomputed)
     lean_saving: bool = True
+    # with lean_saving: the side attention keeps only its input tokens too; backward rebuilds
+    # the LayerNorm, q / k / v and the attention (one qkv matmul and one attention more)
+    lean_attention: bool = False
 
     def __post_init__(self) -> None:
         if self.num_local_frames < 1 or self.num_local_frames % 2 == 0:

@@ -266,6 +266,8 @@ def build_tds_clip(cfg: TDSModelConfig, clip: Any = None) -> TDSCLIP:
         )
         for i in range(depth)
     ]
+    for block in blocks:
+        block.attention.recompute = cfg.lean_attention
     projections = [SideProjection(vcfg.hidden_size, dim, vcfg.layer_norm_eps) for _ in range(depth)]
     sme = SMEAdapter(
         dim,

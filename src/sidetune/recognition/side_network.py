@@ -116,22 +116,60 @@ class SideAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
+    recompute: bool = False  # lean saving: keep only the tokens, rebuild q / k / v in backward
+
     def forward(self, x: Tensor, cls: Tensor, pos: Tensor) -> Tensor:
-        b, t, n, d = x.shape
         tokens = torch.cat([cls_token_shift(cls).unsqueeze(2), x + pos], dim=2)  # (B, T, N+1, D)
+        if self.recompute and lean_active() and self.training:
+            out: Tensor = _LeanAttention.apply(tokens, self, *self._params())
+            return out
+        return self.out(self._attend(tokens))
+
+    def _attend(self, tokens: Tensor) -> Tensor:
+        """(B, T, N+1, D) tokens -> the merged heads (B, T, N, D), before the out projection."""
+        b, t, n1, d = tokens.shape
         normed = rebuild(self.norm(tokens), self._norm, tokens)  # LN keeps tokens anyway
-        tokens = normed.reshape(b * t, n + 1, d)
         hd = d // self.heads
-        qkv = self.qkv(tokens).reshape(b * t, n + 1, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(normed.reshape(b * t, n1, d))
+        qkv = qkv.reshape(b * t, n1, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0, :, :, 1:], qkv[1], qkv[2]  # queries: patches only
         y = F.scaled_dot_product_attention(q, k, v)  # (BT, heads, N, hd); keeps y
-        merged = rebuild(_merge_heads(y, b, t), _merge_heads, y, b, t)
-        return self.out(merged)
+        return rebuild(_merge_heads(y, b, t), _merge_heads, y, b, t)
+
+    def _params(self) -> tuple[Tensor, ...]:
+        return (self.norm.weight, self.norm.bias, self.qkv.weight, self.qkv.bias,
+                self.out.weight, self.out.bias)  # fmt: skip
 
     def _norm(self, tokens: Tensor) -> Tensor:
         return F.layer_norm(
             tokens, tokens.shape[-1:], self.norm.weight, self.norm.bias, self.norm.eps
         )
+
+
+class _LeanAttention(torch.autograd.Function):
+    """:class:`SideAttention` keeping only its tokens: backward rebuilds the LayerNorm, q / k / v
+    and the attention (not the out projection) instead of storing them."""
+
+    @staticmethod
+    def forward(ctx: Any, tokens: Tensor, attn: SideAttention, *params: Tensor) -> Tensor:
+        ctx.attn = attn
+        ctx.save_for_backward(tokens)
+        with torch.no_grad():
+            return attn.out(attn._attend(tokens))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (tokens,) = ctx.saved_tensors
+        attn: SideAttention = ctx.attn
+        with torch.enable_grad():
+            td = tokens.detach().requires_grad_(True)
+            merged = attn._attend(td)
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_w = flat_grad.t() @ merged.detach().reshape(-1, merged.shape[-1])
+        grad_b = flat_grad.sum(0)
+        inputs = (td, attn.norm.weight, attn.norm.bias, attn.qkv.weight, attn.qkv.bias)
+        gt, gnw, gnb, gqw, gqb = torch.autograd.grad(merged, inputs, grad @ attn.out.weight)
+        return gt, None, gnw, gnb, gqw, gqb, grad_w, grad_b
 
 
 def _merge_heads(y: Tensor, b: int, t: int) -> Tensor:
