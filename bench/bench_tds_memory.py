@@ -2,8 +2,9 @@
 
 Variants (same CLIP ViT, same batch and frames; AdamW step included; fp32; random weights):
 
-* ``tds``       TDS-CLIP (frozen CLIP under no_grad, side width D, n local frames, TD-Adapter)
-* ``tds_attn``  TDS-CLIP whose side attention also keeps only its tokens (``model.lean_attention``)
+* ``tds``       TDS-CLIP as configured by default (frozen CLIP under no_grad, side width D, n local
+                frames, TD-Adapter; ``model.lean_saving`` and ``model.lean_attention`` on)
+* ``tds_noattn`` TDS-CLIP whose side attention keeps q / k / v (``model.lean_attention=false``)
 * ``tds_plain`` TDS-CLIP keeping every tensor autograd saves (``model.lean_saving=false``)
 * ``tds_ckpt``  the same with activation checkpointing of the side blocks (``model.grad_checkpointing``)
 * ``full``      full fine-tuning of the CLIP tower + linear head on the frame-averaged CLS
@@ -39,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("tds", "tds_attn", "tds_plain", "tds_ckpt", "full", "adapter", "authors")
-TDS_VARIANTS = ("tds", "tds_attn", "tds_plain", "tds_ckpt")
+VARIANTS = ("tds", "tds_noattn", "tds_plain", "tds_ckpt", "full", "adapter", "authors")
+TDS_VARIANTS = ("tds", "tds_noattn", "tds_plain", "tds_ckpt")
 RESULTS = Path(__file__).resolve().parent / "results" / "tds_memory.json"
 
 
@@ -76,7 +77,7 @@ def _build(variant: str, args: argparse.Namespace) -> tuple[Any, Any, int]:
         num_local_frames=args.local_frames,
         grad_checkpointing=variant == "tds_ckpt",
         lean_saving=variant != "tds_plain",
-        lean_attention=variant == "tds_attn",
+        lean_attention=variant not in ("tds_noattn", "tds_plain"),
     )
     if variant in TDS_VARIANTS:
         return build_tds_clip(mcfg), None, args.local_frames

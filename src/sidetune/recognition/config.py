@@ -59,7 +59,7 @@ class TDSModelConfig:
     lean_saving: bool = True
     # with lean_saving: the side attention keeps only its input tokens too; backward rebuilds
     # the LayerNorm, q / k / v and the attention (one qkv matmul and one attention more)
-    lean_attention: bool = False
+    lean_attention: bool = True
 
     def __post_init__(self) -> None:
         if self.num_local_frames < 1 or self.num_local_frames % 2 == 0:
