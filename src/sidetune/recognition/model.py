@@ -226,7 +226,8 @@ class TDSCLIP(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
     def forward(self, frames: Tensor) -> Tensor:
-        with lean_saving(self.lean_saving):
+        # checkpointed blocks keep only their inputs already (and must recompute the same ops)
+        with lean_saving(self.lean_saving and not self.grad_checkpointing):
             return self._forward(frames)
 
     def _forward(self, frames: Tensor) -> Tensor:
