@@ -2,11 +2,17 @@
 
 Variants (same CLIP ViT, same batch and frames; AdamW step included; fp32; random weights):
 
-* ``tds``       TDS-CLIP (frozen CLIP under no_grad, side width D, n local frames, TD-Adapter)
+* ``tds``       TDS-CLIP as configured by default (frozen CLIP under no_grad, side width D, n local
+                frames, TD-Adapter; ``model.lean_saving`` and ``model.lean_attention`` on)
+* ``tds_noattn`` TDS-CLIP whose side attention keeps q / k / v (``model.lean_attention=false``)
+* ``tds_plain`` TDS-CLIP keeping every tensor autograd saves (``model.lean_saving=false``)
 * ``tds_ckpt``  the same with activation checkpointing of the side blocks (``model.grad_checkpointing``)
 * ``full``      full fine-tuning of the CLIP tower + linear head on the frame-averaged CLS
 * ``adapter``   frozen CLIP with a temporal adapter inside every layer (ST-Adapter style
                 bottleneck + depthwise temporal conv): gradients flow through CLIP
+* ``authors``   the authors' own TDS-CLIP (``VisualTransformer`` + ``fc`` of BBYL9413/TDS-CLIP,
+                frozen as their ``my_fix_clip``, fp32), imported from a local checkout given with
+                ``--authors-repo`` (needs ``einops``; nothing of theirs is copied here)
 
 Each variant runs in a fresh subprocess. On CPU the peak is the process's high-water RSS
 (``VmHWM`` / ``ru_maxrss``); on CUDA ``torch.cuda.max_memory_allocated``. On CPU the workers run
@@ -34,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("tds", "tds_ckpt", "full", "adapter")
+VARIANTS = ("tds", "tds_noattn", "tds_plain", "tds_ckpt", "full", "adapter", "authors")
+TDS_VARIANTS = ("tds", "tds_noattn", "tds_plain", "tds_ckpt")
 RESULTS = Path(__file__).resolve().parent / "results" / "tds_memory.json"
 
 
@@ -69,9 +76,13 @@ def _build(variant: str, args: argparse.Namespace) -> tuple[Any, Any, int]:
         side_dim=args.side_dim,
         num_local_frames=args.local_frames,
         grad_checkpointing=variant == "tds_ckpt",
+        lean_saving=variant != "tds_plain",
+        lean_attention=variant not in ("tds_noattn", "tds_plain"),
     )
-    if variant in ("tds", "tds_ckpt"):
+    if variant in TDS_VARIANTS:
         return build_tds_clip(mcfg), None, args.local_frames
+    if variant == "authors":
+        return _authors_model(args), None, args.local_frames
 
     clip: Any = build_clip_vision(mcfg)
     width = clip.config.hidden_size
@@ -125,6 +136,47 @@ def _build(variant: str, args: argparse.Namespace) -> tuple[Any, Any, int]:
     return FrameClassifier(), None, 1
 
 
+def _authors_model(args: argparse.Namespace) -> Any:
+    """Their VisualTransformer (side network inside) + fc, as train_vision.py builds it."""
+    import importlib.util
+
+    import torch
+    from torch import nn
+
+    if not args.authors_repo:
+        raise SystemExit("variant 'authors' needs --authors-repo PATH (a TDS-CLIP checkout)")
+    spec = importlib.util.spec_from_file_location(
+        "authors_clip_model", Path(args.authors_repo) / "clip" / "model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    width, layers, patch = {"b16": (768, 12, 16), "l14": (1024, 24, 14), "tiny": (64, 4, 8)}[
+        args.arch
+    ]
+    size = 32 if args.arch == "tiny" else 224
+    visual = mod.VisualTransformer(
+        input_resolution=size, patch_size=patch, width=width, layers=layers, heads=width // 64,
+        output_dim=512, T=args.frames, side_dim=args.side_dim, num_diff=args.local_frames,
+    )  # fmt: skip
+
+    class AuthorsTDS(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = visual
+            self.fc = nn.Linear(args.side_dim, args.classes)
+
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (B, T, n, 3, H, W)
+            return self.fc(self.visual(frames.flatten(0, 1).flatten(1, 2)))
+
+    model = AuthorsTDS()
+    for name, p in model.named_parameters():  # train_vision.py, my_fix_clip
+        p.requires_grad_(not ("visual" in name and "side" not in name))
+    model.clip = visual  # the worker reads the image size from here
+    visual.config = type("C", (), {"image_size": size})()
+    return model
+
+
 def worker(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -133,7 +185,7 @@ def worker(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     rss_start = _rss_peak_bytes()
     model, _, n_local = _build(variant, args)
     model.to(device).train()
-    if variant in ("tds", "tds_ckpt"):
+    if variant in TDS_VARIANTS:
         model.clip.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
@@ -199,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         "--glibc-default-malloc", action="store_true", help="do not set MALLOC_MMAP_THRESHOLD_"
     )
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--authors-repo", default="", help="local TDS-CLIP checkout (variant authors)")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="run the variants this many times, interleaved"
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -222,22 +278,35 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     results: dict[str, dict[str, Any]] = {}
-    for v in variants:
-        cmd = [sys.executable, __file__, "--worker", v, "--device", args.device, "--batch", str(args.batch),
-               "--frames", str(args.frames), "--arch", args.arch, "--side-dim", str(args.side_dim),
-               "--local-frames", str(args.local_frames), "--classes", str(args.classes),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
-        print(f"[{v}] running ...", file=sys.stderr, flush=True)
-        env = os.environ.copy()
-        if not args.glibc_default_malloc:
-            env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            results[v] = {"variant": v, "error": f"exit code {proc.returncode}"}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for r in range(args.rounds):  # interleaved, so load changes hit every variant alike
+        for v in variants:
+            cmd = [sys.executable, __file__, "--worker", v, "--device", args.device, "--batch", str(args.batch),
+                   "--frames", str(args.frames), "--arch", args.arch, "--side-dim", str(args.side_dim),
+                   "--local-frames", str(args.local_frames), "--classes", str(args.classes),
+                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                   "--authors-repo", args.authors_repo]  # fmt: skip
+            print(f"[{v}] round {r + 1}/{args.rounds} running ...", file=sys.stderr, flush=True)
+            env = os.environ.copy()
+            if not args.glibc_default_malloc:
+                env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                continue
+            runs[v].append(json.loads(line[len("RESULT ") :]))
+    for v, rs in runs.items():
+        if not rs:
+            results[v] = {"variant": v, "error": "no successful run"}
             continue
-        results[v] = json.loads(line[len("RESULT ") :])
+        steps = sorted(x["step_s"] for x in rs)
+        results[v] = dict(rs[-1])
+        results[v]["step_s"] = steps[len(steps) // 2]  # median over rounds
+        results[v]["step_s_rounds"] = [x["step_s"] for x in rs]
+        for key in ("peak_rss_bytes", "cuda_max_allocated_bytes"):
+            if key in rs[0]:
+                results[v][key] = max(x[key] for x in rs)
 
     mem_key = "cuda_max_allocated_bytes" if args.device.startswith("cuda") else "peak_rss_bytes"
     ref = results.get("full", {}).get(mem_key)
@@ -268,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "settings": {k: getattr(args, k) for k in ("device", "batch", "frames", "arch", "side_dim",
                                                        "local_frames", "classes", "steps", "warmup", "threads",
-                                                       "glibc_default_malloc")},
+                                                       "glibc_default_malloc", "rounds")},
             "memory_metric": mem_key,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "results": results,

@@ -42,6 +42,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sidetune.commands.check",
         "scan a config's annotations, feature files or videos before training",
     ),
+    "import": (
+        "sidetune.commands.import_",
+        "turn an authors' checkpoint (tds-clip) into a sidetune run directory",
+    ),
+    "classify": (
+        "sidetune.commands.classify",
+        "top-5 action labels of one video with a trained or imported recognition run",
+    ),
     "extract": (
         "sidetune.commands.extract",
         "extract K intermediate-layer features from raw videos with a frozen backbone",

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sidetune.recognition.adapters import (
+    PatchStem3d,
     SMEAdapter,
     TDAdapter,
     TokenBatchNorm,
@@ -136,9 +137,9 @@ def test_sme_fuses_differences_of_consecutive_local_frames() -> None:
     seen: dict[str, torch.Tensor] = {}
 
     class Spy(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            seen["diff"] = x
-            return torch.ones(x.shape[0], x.shape[1], 16, 16)
+        def channels_first(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, T, H, W)
+            seen["diff"] = x.transpose(1, 2)
+            return torch.ones(x.shape[0], x.shape[2], 16, 16)
 
     sme.diff_stem = Spy()  # type: ignore[assignment]
     x = _frames(n=3)
@@ -151,3 +152,37 @@ def test_sme_fuses_differences_of_consecutive_local_frames() -> None:
 def test_sme_rejects_wrong_window() -> None:
     with pytest.raises(ValueError, match="local frames"):
         SMEAdapter(dim=16, patch_size=8, num_local_frames=5)(_frames(n=3))
+
+
+def test_stem_pads_one_pixel_like_the_official_stem() -> None:
+    # One channel, patch 4, an 8x8 frame x[i, j] = 8 i + j; the stem sums its window (only the
+    # centre temporal tap is non-zero), BN is the identity. With the official padding (1, 1, 1)
+    # token (r, c) sums x over rows / cols [4r - 1, 4r + 3), zeros outside the frame.
+    stem = PatchStem3d(1, 1, patch_size=4, temporal_kernel=3)
+    assert stem.conv.padding == (1, 1, 1)
+    with torch.no_grad():
+        stem.conv.weight.zero_()
+        stem.conv.weight[0, 0, 1] = 1.0
+        stem.conv.bias.zero_()
+    stem.bn.eval()
+    assert stem.bn.running_var is not None
+    stem.bn.running_var.fill_(1.0 - stem.bn.eps)
+    x = torch.arange(64, dtype=torch.float32).view(1, 1, 1, 8, 8)  # (B, T, C, H, W)
+    out = stem(x).view(2, 2)
+    # hand sums: (0,0) = rows 0-2 x cols 0-2 = 3 (0 + 8 + 16) + 3 (0 + 1 + 2) = 81 (unpadded: 216)
+    # (1,1) = rows 3-6 x cols 3-6 = 4 * 8 (3 + 4 + 5 + 6) + 4 (3 + 4 + 5 + 6) = 648
+    # (0,1) = rows 0-2 x cols 3-6 = 4 (0 + 8 + 16) + 3 (3 + 4 + 5 + 6) = 150
+    # (1,0) = rows 3-6 x cols 0-2 = 3 * 8 (3 + 4 + 5 + 6) + 4 (0 + 1 + 2) = 444
+    torch.testing.assert_close(out, torch.tensor([[81.0, 150.0], [444.0, 648.0]]))
+    # the same as a shifted convolution: pad one pixel, then plain non-overlapping windows
+    xp = F.pad(x.view(8, 8), (1, 1, 1, 1))
+    ref = torch.stack(
+        [xp[4 * r : 4 * r + 4, 4 * c : 4 * c + 4].sum() for r in (0, 1) for c in (0, 1)]
+    )
+    torch.testing.assert_close(out.flatten(), ref)
+
+
+@pytest.mark.parametrize(("image", "patch"), [(224, 16), (224, 14), (32, 8)])
+def test_padded_stem_keeps_clip_grid(image: int, patch: int) -> None:
+    stem = PatchStem3d(3, 4, patch_size=patch)
+    assert stem(torch.zeros(1, 2, 3, image, image)).shape == (1, 2, (image // patch) ** 2, 4)

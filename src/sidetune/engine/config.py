@@ -29,7 +29,10 @@ class TrainConfig:
     decay_norm_and_bias: bool = True
     warmup_iters: int = 2000
     warmup_ratio: float = 0.001
-    schedule: Literal["step", "cosine", "constant"] = "step"
+    # warmup_cosine (TDS-CLIP / Side4Video's WarmupCosineAnnealingLR): lr rises linearly from 0
+    # over the warm-up, then follows a cosine over the remaining iterations only
+    schedule: Literal["step", "cosine", "constant", "warmup_cosine"] = "step"
+    warmup_epochs: float = 0.0  # warmup_cosine: warm-up length in epochs (0: warmup_iters)
     step_epochs: int = 20  # step schedule: multiply the lr by step_gamma every step_epochs epochs
     step_gamma: float = 0.1
     min_lr_ratio: float = 0.0  # cosine schedule: floor as a fraction of lr

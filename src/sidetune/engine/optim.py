@@ -57,6 +57,16 @@ def lr_factor(step: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
     ``min_lr_ratio`` over the whole run, or constant.
     """
     ipe = max(1, iters_per_epoch)
+    if cfg.schedule == "warmup_cosine":
+        # linear from 0, then cosine over what is left (not a cosine from step 0 scaled down)
+        total = max(1, cfg.epochs * ipe)
+        warm = round(cfg.warmup_epochs * ipe) if cfg.warmup_epochs > 0 else cfg.warmup_iters
+        if step < warm:
+            return step / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (
+            1.0 + math.cos(math.pi * progress)
+        )
     if cfg.schedule == "step":
         decay = cfg.step_gamma ** (step // ipe // cfg.step_epochs)
     elif cfg.schedule == "cosine":

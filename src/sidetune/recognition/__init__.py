@@ -12,6 +12,7 @@ from sidetune.recognition.config import (
     RecognitionEvalConfig,
     TDSModelConfig,
 )
+from sidetune.recognition.inference import RecognitionModel, load_recognition_model
 from sidetune.recognition.model import (
     TDSCLIP,
     build_clip_vision,
@@ -26,6 +27,7 @@ __all__ = [
     "RecognitionConfig",
     "RecognitionDataConfig",
     "RecognitionEvalConfig",
+    "RecognitionModel",
     "SMEAdapter",
     "TDAdapter",
     "TDSBlock",
@@ -34,6 +36,7 @@ __all__ = [
     "build_tds_block",
     "build_tds_clip",
     "cls_token_shift",
+    "load_recognition_model",
     "sme_adapter",
     "td_adapter",
     "tds_clip_b16",

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidetune.recognition.lean_saving import rebuild
+
 TDReference = Literal["pool", "conv", "diff"]
 
 
@@ -25,7 +27,32 @@ class TokenBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
-        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+        y = super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+        return rebuild(y, self.recompute, x)  # BN keeps x for its backward anyway
+
+    def recompute(self, x: Tensor) -> Tensor:
+        """The forward's output again, elementwise (no running-stat update): batch statistics in
+        training, running ones in eval. Equal to the forward's output to float rounding."""
+        flat = x.reshape(-1, x.shape[-1])
+        if self.training or self.running_mean is None or self.running_var is None:
+            var, mean = torch.var_mean(flat, dim=0, correction=0)
+        else:
+            var, mean = self.running_var, self.running_mean
+        alpha = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            alpha = alpha * self.weight
+        beta = -mean * alpha if self.bias is None else self.bias - mean * alpha
+        return torch.addcmul(beta, flat, alpha).reshape(x.shape)
+
+    def normalize_with_stats(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Differentiable batch-statistics BN of ``x`` (..., C) and the stats ``(mean, var)``
+        (biased), without touching the running statistics."""
+        flat = x.reshape(-1, x.shape[-1])
+        var, mean = torch.var_mean(flat, dim=0, correction=0)
+        y = (flat - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight + self.bias
+        return y.reshape(x.shape), mean, var
 
 
 def temporal_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -34,8 +61,14 @@ def temporal_depthwise(x: Tensor, weight: Tensor, bias: Tensor | None = None) ->
     x: (B, T, N, C); weight: (C, k); bias: (C,) or None. Returns (B, T, N, C).
     """
     k = weight.shape[1]
-    t = x.shape[1]
     xp = F.pad(x, (0, 0, 0, 0, k // 2, k // 2))
+    return depthwise_padded(xp, weight, bias)
+
+
+def depthwise_padded(xp: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`temporal_depthwise` of an input already padded along T: (B, T + k - 1, N, C)."""
+    k = weight.shape[1]
+    t = xp.shape[1] - k + 1
     out = xp[:, 0:t] * weight[:, 0]
     for j in range(1, k):  # loop over the (tiny) kernel taps, not over data
         out = out + xp[:, j : j + t] * weight[:, j]
@@ -97,16 +130,26 @@ def td_adapter(x: Tensor, adapter: TDAdapter) -> Tensor:
     """Eq. 4 and the gate around it; see :class:`TDAdapter`."""
     z = adapter.squeeze_bn(adapter.squeeze(x))
     d = z - adapter.temporal_reference(z)  # Eq. 4: D_s = Z_s - Pool(Z_s)
-    y = 0.5 * d + 0.5 * d.mean(dim=-1, keepdim=True)
-    y = adapter.expand_bn(adapter.expand(y))
-    return x + x * (torch.sigmoid(y) - 0.5)
+    m = 0.5 * d + 0.5 * d.mean(dim=-1, keepdim=True)  # (..., C / r): small
+    e = rebuild(adapter.expand(m), F.linear, m, adapter.expand.weight)
+    gate = torch.sigmoid(adapter.expand_bn(e))
+    # full-width tensors kept for backward are rebuilt from the small m (see lean_saving)
+    gate = rebuild(gate, _td_gate, m, adapter)
+    return x + x * rebuild(gate - 0.5, lambda m: _td_gate(m, adapter) - 0.5, m)
+
+
+def _td_gate(m: Tensor, adapter: TDAdapter) -> Tensor:
+    return torch.sigmoid(adapter.expand_bn.recompute(F.linear(m, adapter.expand.weight)))
 
 
 class PatchStem3d(nn.Module):
     """Conv3d patchify stem + BatchNorm3d: (B, T, Cin, H, W) -> tokens (B, T, h*w, D).
 
-    Kernel ``(kt, P, P)``, stride ``(1, P, P)``, temporal 'same' padding: the side tokens sit on
-    the same patch grid as CLIP's.
+    Kernel ``(kt, P, P)``, stride ``(1, P, P)``, padding ``(kt // 2, 1, 1)``: the official stem
+    (``conv_3xnxn_std`` of the authors' code) zero-pads one pixel on every spatial side, so
+    side token (r, c) sees pixels ``[rP - 1, rP + P - 1)`` -- CLIP's grid shifted up-left by a
+    pixel. The grid size is unchanged for P > 2: ``(H + 2 - P) // P + 1 = H / P``. Trained stem
+    weights only fit this grid.
     """
 
     def __init__(
@@ -118,13 +161,17 @@ class PatchStem3d(nn.Module):
             dim,
             kernel_size=(temporal_kernel, patch_size, patch_size),
             stride=(1, patch_size, patch_size),
-            padding=(temporal_kernel // 2, 0, 0),
+            padding=(temporal_kernel // 2, 1, 1),
         )
         self.bn = nn.BatchNorm3d(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.bn(self.conv(x.transpose(1, 2)))  # (B, D, T, h, w)
-        return y.flatten(3).permute(0, 2, 3, 1)  # (B, T, h*w, D)
+        return self.channels_first(x.transpose(1, 2))
+
+    def channels_first(self, x: Tensor) -> Tensor:
+        """x: (B, Cin, T, H, W) -> tokens (B, T, h*w, D)."""
+        y = self.bn(self.conv(x))  # (B, D, T, h, w)
+        return y.flatten(3).permute(0, 2, 3, 1)
 
 
 class SMEAdapter(nn.Module):
@@ -169,10 +216,22 @@ def sme_adapter(frames: Tensor, adapter: SMEAdapter) -> Tensor:
     n = frames.shape[2]
     if n != adapter.num_local_frames:
         raise ValueError(f"expected {adapter.num_local_frames} local frames per segment, got {n}")
-    centre = frames[:, :, n // 2]
-    out = adapter.rgb_weight * adapter.rgb_stem(centre)
+    # the stems' inputs, channels first; the convs keep them for their weight gradients, so
+    # they are registered to be rebuilt from ``frames`` (kept by the caller anyway)
+    centre = rebuild(_centre(frames), _centre, frames)
+    out = adapter.rgb_weight * adapter.rgb_stem.channels_first(centre)
     if adapter.diff_stem is not None:
-        diffs = frames[:, :, 1:] - frames[:, :, :-1]  # Eq. 2: consecutive local differences
-        diffs = diffs.flatten(2, 3)  # (B, T, 3 (n - 1), H, W), in temporal order
-        out = out + adapter.diff_weight * adapter.diff_stem(diffs)  # Eq. 3
+        diffs = rebuild(_differences(frames), _differences, frames)
+        out = out + adapter.diff_weight * adapter.diff_stem.channels_first(diffs)  # Eq. 3
     return out
+
+
+def _centre(frames: Tensor) -> Tensor:
+    """(B, T, n, 3, H, W) -> the sampled frames, (B, 3, T, H, W)."""
+    return frames[:, :, frames.shape[2] // 2].transpose(1, 2).contiguous()
+
+
+def _differences(frames: Tensor) -> Tensor:
+    """Eq. 2: consecutive local differences in temporal order, (B, 3 (n - 1), T, H, W)."""
+    diffs = frames[:, :, 1:] - frames[:, :, :-1]
+    return diffs.flatten(2, 3).transpose(1, 2).contiguous()

@@ -23,7 +23,8 @@ class TDSModelConfig:
     ``backbone`` names a CLIP vision tower preset (``clip-vit-b16``, ``clip-vit-l14``) or
     ``custom`` (then ``clip_config`` gives every ``CLIPVisionConfig`` field, e.g. a tiny random
     CLIP for tests and the synthetic benchmark). ``clip_checkpoint`` is a local directory in the
-    ``transformers`` layout (``CLIPModel`` or ``CLIPVisionModel``); ``null`` keeps random weights,
+    ``transformers`` layout (``CLIPModel`` or ``CLIPVisionModel``) or an OpenAI CLIP ``.pt`` file
+    (e.g. ``ViT-B-16.pt``, only its vision tower is read); ``null`` keeps random weights,
     drawn from ``random_backbone_seed`` so that the frozen random CLIP is a fixed function of the
     config (checkpoints hold only trainable weights, and a reloaded run must see the same CLIP).
     """
@@ -53,6 +54,12 @@ class TDSModelConfig:
     drop_path: float = 0.0
     # memory: recompute each side block in backward (torch.utils.checkpoint)
     grad_checkpointing: bool = False
+    # memory: keep norm / GELU / gate outputs out of the backward's saved tensors and rebuild
+    # them elementwise when backward needs them (no matmul or attention is recomputed)
+    lean_saving: bool = True
+    # with lean_saving: the side attention keeps only its input tokens too; backward rebuilds
+    # the LayerNorm, q / k / v and the attention (one qkv matmul and one attention more)
+    lean_attention: bool = True
 
     def __post_init__(self) -> None:
         if self.num_local_frames < 1 or self.num_local_frames % 2 == 0:
@@ -102,6 +109,14 @@ class RecognitionDataConfig:
     flip_swap: Literal["auto", "none", "pairs"] = "auto"
     flip_pairs: list[list[int]] = field(default_factory=list)
     grayscale_prob: float = 0.0
+    # Training sampling + augmentation: ``tsn`` (ours: random resized crop -> flip ->
+    # RandAugment-style ops -> grayscale) or the authors' ``ssv2`` / ``k400`` pipelines
+    # (``sth.py`` / ``kinetics.py`` frame sampling, RandAugment ``rand_augment_policy`` on the
+    # decoded frames, bicubic ``scale``, their random sized crop, flip, grayscale).
+    pipeline: Literal["tsn", "ssv2", "k400"] = "tsn"
+    scale: list[int] = field(default_factory=list)  # [] = [256, 320] (ssv2) / [256] (k400)
+    rand_augment_policy: str = "rand-m7-n4-mstd0.5-inc1"
+    num_sample: int = 1  # repeated augmentation: augmented copies of each sampled clip
     rand_augment: bool = True
     rand_augment_ops: int = 2
     rand_augment_magnitude: int = 9  # 0..10
@@ -111,16 +126,50 @@ class RecognitionDataConfig:
     # decode later): false stops with the list; true skips and counts them.
     skip_unreadable: bool = False
 
+    def __post_init__(self) -> None:
+        if self.num_sample < 1:
+            raise ValueError(f"data.num_sample must be >= 1, got {self.num_sample}")
+        if len(self.scale) not in (0, 1, 2):
+            raise ValueError(
+                f"data.scale must be [], [short_side] or [height, width], got {self.scale}"
+            )
+
+    def resolved_scale(self) -> list[int]:
+        """``GroupScale`` of the authors' training pipeline."""
+        if self.scale:
+            return list(self.scale)
+        return (
+            [256, 320]
+            if self.pipeline == "ssv2"
+            else [256 if self.input_size == 224 else self.input_size]
+        )
+
 
 @dataclass
 class RecognitionEvalConfig:
-    """``eval.*``: test views. Validation during training uses the same views."""
+    """``eval.*``: test views. Validation during training uses the same views.
 
-    num_crops: int = 1  # 1 centre | 3 (left/centre/right along the long side)
-    num_clips: int = 1  # temporal clips: offsets (c + 1) / (C + 1) inside each segment
-    resize: int = (
-        0  # shorter side before cropping; 0: input_size * 256 // 224 for 1 crop, input_size for 3
-    )
+    ``protocol`` chooses the frame indices, windows, resizing and crops:
+
+    * ``ssv2`` -- the authors' Something-Something test (``datasets/sth.py``, ``test_vision.py``):
+      frames ``round(i s) + int(s (c + 1) / (C + 1))`` with ``s = (F - 1) / T``, windows clamped
+      at the video start, bicubic resize to ``scale`` = 256x320 (aspect not kept), centre crop
+      or 3 crops at x in {0, 48, 96}, y = 16;
+    * ``k400`` -- their Kinetics test (``datasets/kinetics.py``): frames ``int(start + i F / T)``,
+      windows wrapping to the video end before its first frame (decord's negative indexing),
+      shorter side 256 (bicubic), centre crop or 3 crops along the long side;
+    * ``tsn`` -- our earlier views: segment fractions ``(c + 1) / (C + 1)``, bilinear, shorter
+      side ``resize``.
+
+    ``amp``: autocast of the test (``none``: fp32, as the authors' test script).
+    """
+
+    protocol: Literal["tsn", "ssv2", "k400"] = "tsn"
+    num_crops: int = 1  # 1 centre | 3
+    num_clips: int = 1  # temporal clips
+    scale: list[int] = field(default_factory=list)  # [] = protocol's: [256, 320] ssv2, [256] k400
+    resize: int = 0  # tsn: shorter side before cropping; 0: input_size * 256 // 224 for 1 crop, input_size for 3
+    amp: Literal["none", "bf16", "fp16"] = "none"
     label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:
@@ -128,6 +177,18 @@ class RecognitionEvalConfig:
             raise ValueError(f"eval.num_crops must be 1 or 3, got {self.num_crops}")
         if self.num_clips < 1:
             raise ValueError(f"eval.num_clips must be >= 1, got {self.num_clips}")
+        if len(self.scale) not in (0, 1, 2):
+            raise ValueError(
+                f"eval.scale must be [] , [short_side] or [height, width], got {self.scale}"
+            )
+
+    def resolved_scale(self, input_size: int) -> list[int]:
+        """The resize target of the official protocols (``test_vision.py``'s ``scale_size``)."""
+        if self.scale:
+            return list(self.scale)
+        if self.protocol == "ssv2":
+            return [256, 320]
+        return [256 if input_size == 224 else input_size]
 
 
 def _default_train() -> TrainConfig:

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sidetune.errors import SidetuneError
+from sidetune.recognition.official_transforms import OfficialTrainTransform
 from sidetune.recognition.transforms import EvalTransform, TrainTransform
 
 
@@ -167,6 +168,70 @@ def eval_segment_indices(num_frames: int, num_segments: int, num_clips: int = 1)
     return np.clip(idx, 0, num_frames - 1)
 
 
+def official_train_indices(
+    num_frames: int, num_segments: int, protocol: str, rng: np.random.Generator
+) -> np.ndarray:
+    """The authors' training indices, ``(T,)``: ``ssv2`` is TSN (:func:`train_segment_indices`,
+    as ``sth.py``); ``k400`` (``kinetics.py``) draws segment i uniformly from the inclusive range
+    ``[round(i s), round((i + 1) s)]``, ``s = (F - 1) / T``."""
+    if protocol != "k400":
+        return train_segment_indices(num_frames, num_segments, rng)
+    seg = float(num_frames - 1) / num_segments
+    lo = np.round(seg * np.arange(num_segments)).astype(np.int64)
+    hi = np.round(seg * np.arange(1, num_segments + 1)).astype(np.int64)
+    return lo + (rng.random(num_segments) * (hi - lo + 1)).astype(np.int64)
+
+
+def official_test_indices(
+    num_frames: int, num_segments: int, num_clips: int = 1, protocol: str = "ssv2"
+) -> np.ndarray:
+    """The authors' test indices (``datasets/sth.py`` / ``kinetics.py``), ``(num_clips, T)``, 0-based.
+
+    * ``ssv2`` (Something-Something, ``sth.py``): with ``s = (F - 1) / T``, clip c of C takes
+      ``round(i s) + int(s (c + 1) / (C + 1))`` (numpy rounding, halves to even); one clip is
+      the validation sampling ``round(i s) + int(s / 2)``. Short videos repeat frames.
+    * ``k400`` (``kinetics.py``): with ``tick = F / T``, clip c starts at
+      ``int(linspace(0, tick - 1, C)[c])`` and takes ``int(start + tick i) % F``; one clip is
+      ``int(tick i)``.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    i = np.arange(num_segments)
+    if protocol == "ssv2":
+        seg = float(num_frames - 1) / num_segments
+        duration = seg / (num_clips + 1)
+        rows = [
+            np.round(seg * i).astype(np.int64) + int(duration * (c + 1)) for c in range(num_clips)
+        ]
+    elif protocol == "k400":
+        tick = num_frames / float(num_segments)
+        starts = np.linspace(0, tick - 1, num=num_clips, dtype=int).tolist()
+        rows = [np.array([int(s + tick * x) % num_frames for x in i.tolist()]) for s in starts]
+    else:
+        raise ValueError(f"unknown test protocol {protocol!r} (ssv2 | k400)")
+    return np.stack(rows).astype(np.int64)
+
+
+def official_local_windows(
+    indices: np.ndarray, num_local: int, num_frames: int, wrap_start: bool
+) -> np.ndarray:
+    """The authors' n-frame windows around each index (``Video_dataset.get``), ``(..., n)``.
+
+    The window starts at ``j - n // 2`` and advances one frame per step while it is before the
+    last frame (then repeats it). Before the first frame, a frame folder repeats frame 0
+    (``wrap_start=False``, their ``RGB`` modality, SSv1/SSv2); a video file indexes decord
+    with a negative number and so wraps to the video's end (``wrap_start=True``, their
+    ``video`` modality, K400).
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    out = np.empty((*idx.shape, num_local), dtype=np.int64)
+    p = idx - num_local // 2  # 0-based; theirs is p + 1
+    for k in range(num_local):
+        out[..., k] = np.where(p < 0, p + num_frames, p) if wrap_start else np.maximum(p, 0)
+        p = np.where(p < num_frames - 1, p + 1, p)
+    return np.clip(out, 0, num_frames - 1)
+
+
 def local_windows(indices: np.ndarray, num_local: int, num_frames: int) -> np.ndarray:
     """``(..., n)`` windows ``j - n//2 .. j + n//2`` around each index, clamped to the video."""
     offsets = np.arange(num_local) - num_local // 2
@@ -243,11 +308,13 @@ class VideoDataset(Dataset[dict[str, Any]]):
         num_segments: int,
         num_local: int,
         train: bool,
-        transform: TrainTransform | EvalTransform,
+        transform: TrainTransform | OfficialTrainTransform | EvalTransform,
         num_clips: int = 1,
         frame_template: str = "{:05d}.jpg",
         frame_index_base: int = 1,
         seed: int = 0,
+        protocol: str = "tsn",
+        num_sample: int = 1,
     ) -> None:
         self.records = records
         self.num_segments = num_segments
@@ -258,6 +325,9 @@ class VideoDataset(Dataset[dict[str, Any]]):
         self.frame_template = frame_template
         self.frame_index_base = frame_index_base
         self.seed = seed
+        # frame sampling: tsn (ours) | ssv2 | k400 (the authors' sth.py / kinetics.py)
+        self.protocol = protocol
+        self.num_sample = num_sample  # training: augmented copies of each sampled clip
         self._num_frames: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -290,17 +360,30 @@ class VideoDataset(Dataset[dict[str, Any]]):
         if self.train:
             # torch's per-worker seed (set by the engine) drives the sampling and augmentation
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-            idx = train_segment_indices(nf, self.num_segments, rng)[None]
-        else:
+            if self.protocol == "tsn":
+                idx = train_segment_indices(nf, self.num_segments, rng)[None]
+                windows = local_windows(idx, self.num_local, nf)  # (1, T, n)
+            else:
+                idx = official_train_indices(nf, self.num_segments, self.protocol, rng)[None]
+                windows = official_local_windows(idx, self.num_local, nf, self.protocol == "k400")
+        elif self.protocol == "tsn":
             idx = eval_segment_indices(nf, self.num_segments, self.num_clips)
-        windows = local_windows(idx, self.num_local, nf)  # (C, T, n)
+            windows = local_windows(idx, self.num_local, nf)  # (C, T, n)
+        else:
+            idx = official_test_indices(nf, self.num_segments, self.num_clips, self.protocol)
+            windows = official_local_windows(idx, self.num_local, nf, self.protocol == "k400")
         frames = self.read(record, windows.reshape(-1).tolist())  # (C T n, H, W, 3)
         if self.train:
-            assert isinstance(self.transform, TrainTransform)
+            assert not isinstance(self.transform, EvalTransform)
             self.transform.rng = random.Random(int(torch.randint(0, 2**62, ()).item()))
-            x, label = self.transform(frames, record.label)
-            x = x.reshape(self.num_segments, self.num_local, *x.shape[1:])
-            return {"frames": x, "label": label, "index": index}
+            clips, labels = [], []
+            for _ in range(self.num_sample):  # repeated augmentation of one sampled clip
+                x, label = self.transform(frames, record.label)
+                clips.append(x.reshape(self.num_segments, self.num_local, *x.shape[1:]))
+                labels.append(label)
+            if self.num_sample == 1:
+                return {"frames": clips[0], "label": labels[0], "index": index}
+            return {"frames": torch.stack(clips), "label": labels, "index": index}
         assert isinstance(self.transform, EvalTransform)
         x = self.transform(frames)  # (K, C T n, 3, S, S)
         k = x.shape[0]
@@ -310,7 +393,19 @@ class VideoDataset(Dataset[dict[str, Any]]):
 
 
 def collate_videos(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack samples: frames (B, [V,] T, n, 3, S, S), label (B,), index (B,)."""
+    """Stack samples: frames (B, [V,] T, n, 3, S, S), label (B,), index (B,).
+
+    Repeated-augmentation samples (a list of R labels) become R consecutive batch rows, as the
+    authors' ``multiple_samples_collate``: frames (B R, T, n, 3, S, S).
+    """
+    if samples and isinstance(samples[0]["label"], list):
+        return {
+            "frames": torch.cat([s["frames"] for s in samples]),
+            "label": torch.tensor([int(v) for s in samples for v in s["label"]], dtype=torch.long),
+            "index": torch.tensor(
+                [int(s["index"]) for s in samples for _ in s["label"]], dtype=torch.long
+            ),
+        }
     return {
         "frames": torch.stack([s["frames"] for s in samples]),
         "label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),

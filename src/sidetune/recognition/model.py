@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from sidetune.errors import SidetuneError
 from sidetune.recognition.adapters import SMEAdapter, TokenBatchNorm
 from sidetune.recognition.config import TDSModelConfig
+from sidetune.recognition.lean_saving import lean_saving
 from sidetune.recognition.side_network import SideProjection, TDSBlock, build_tds_block, run_block
 from sidetune.utils.params import freeze
 
@@ -109,11 +110,17 @@ def build_clip_vision(cfg: TDSModelConfig, weights: bool = True) -> Any:
             vcfg._attn_implementation = "sdpa"
             return freeze(CLIPVisionModel(vcfg))
         cfg = dataclasses.replace(cfg, clip_checkpoint=None)
+    if cfg.clip_checkpoint and Path(cfg.clip_checkpoint).is_file():
+        # an OpenAI CLIP release (ViT-B-16.pt): tensors of its vision tower, mapped
+        from sidetune.interop.tds_clip import load_openai_clip_vision
+
+        return freeze(load_openai_clip_vision(cfg.clip_checkpoint))
     if cfg.clip_checkpoint:
         path = Path(cfg.clip_checkpoint)
         if not path.is_dir():
             raise ModelBuildError(
-                f"model.clip_checkpoint: {path} is not a directory (transformers layout expected)"
+                f"model.clip_checkpoint: {path} is neither a transformers directory nor an "
+                "OpenAI CLIP .pt file"
             )
         try:
             model = CLIPVisionModel.from_pretrained(
@@ -165,6 +172,7 @@ class TDSCLIP(nn.Module):
         head: :class:`TDSHead`.
         fuse_weight: w in ``S <- (1 - w) S + w P_i``.
         grad_checkpointing: recompute side blocks in backward.
+        lean_saving: keep for backward only what elementwise ops cannot rebuild cheaply.
 
     ``forward(frames)``: frames (B, T, n, 3, H, W) float, CLIP-normalised -> logits (B, classes).
     """
@@ -180,6 +188,7 @@ class TDSCLIP(nn.Module):
         head: TDSHead,
         fuse_weight: float = 0.5,
         grad_checkpointing: bool = False,
+        lean_saving: bool = True,
     ) -> None:
         super().__init__()
         vcfg = clip.config
@@ -195,6 +204,7 @@ class TDSCLIP(nn.Module):
         self.head = head
         self.fuse_weight = fuse_weight
         self.grad_checkpointing = grad_checkpointing
+        self.lean_saving = lean_saving  # rebuild cheap tensors in backward (see lean_saving.py)
 
     @property
     def side_blocks(self) -> list[TDSBlock]:
@@ -216,6 +226,11 @@ class TDSCLIP(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
     def forward(self, frames: Tensor) -> Tensor:
+        # checkpointed blocks keep only their inputs already (and must recompute the same ops)
+        with lean_saving(self.lean_saving and not self.grad_checkpointing):
+            return self._forward(frames)
+
+    def _forward(self, frames: Tensor) -> Tensor:
         b, t, n = frames.shape[:3]
         side = self.sme(frames)  # (B, T, N, D)
         hidden = self.clip_embed(frames[:, :, n // 2].flatten(0, 1))
@@ -252,6 +267,8 @@ def build_tds_clip(cfg: TDSModelConfig, clip: Any = None) -> TDSCLIP:
         )
         for i in range(depth)
     ]
+    for block in blocks:
+        block.attention.recompute = cfg.lean_attention
     projections = [SideProjection(vcfg.hidden_size, dim, vcfg.layer_norm_eps) for _ in range(depth)]
     sme = SMEAdapter(
         dim,
@@ -262,7 +279,16 @@ def build_tds_clip(cfg: TDSModelConfig, clip: Any = None) -> TDSCLIP:
         cfg.stem_temporal_kernel,
     )
     head = TDSHead(dim, cfg.num_classes, cfg.dropout)
-    return TDSCLIP(clip, sme, projections, blocks, head, cfg.fuse_weight, cfg.grad_checkpointing)
+    return TDSCLIP(
+        clip,
+        sme,
+        projections,
+        blocks,
+        head,
+        cfg.fuse_weight,
+        cfg.grad_checkpointing,
+        cfg.lean_saving,
+    )
 
 
 def tds_clip_b16(num_classes: int = 174, **overrides: Any) -> TDSCLIP:

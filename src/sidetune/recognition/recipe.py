@@ -19,6 +19,7 @@ from torch import nn
 
 from sidetune.config import ConfigError, load_config
 from sidetune.engine.optim import param_groups as engine_param_groups
+from sidetune.engine.seed import seed_everything
 from sidetune.recognition.config import RecognitionConfig
 from sidetune.recognition.data import (
     VideoDataset,
@@ -28,6 +29,8 @@ from sidetune.recognition.data import (
 )
 from sidetune.recognition.metrics import AccuracyMeter, average_views
 from sidetune.recognition.model import TDSCLIP, build_clip_vision, build_tds_clip
+from sidetune.recognition.official_transforms import OfficialEvalTransform, OfficialTrainTransform
+from sidetune.recognition.rand_augment import RandAugmentPolicy
 from sidetune.recognition.transforms import EvalTransform, TrainTransform, flip_label_map
 from sidetune.utils.params import parameter_table
 
@@ -90,24 +93,63 @@ def _list_path(cfg: RecognitionConfig, value: str | None) -> Path | None:
     return p
 
 
-def build_datasets(
-    cfg: RecognitionConfig,
-) -> tuple[VideoDataset, VideoDataset | None, list[str] | None]:
-    """Train / validation datasets of a config (and the class names when a labels CSV is given)."""
+def load_names(cfg: RecognitionConfig) -> list[str] | None:
+    """Class names of ``data.labels`` (None without one); their count must be ``num_classes``."""
+    labels_path = _list_path(cfg, cfg.data.labels)
+    if labels_path is None:
+        return None
+    names = load_label_names(labels_path)
+    if len(names) != cfg.model.num_classes:
+        raise ConfigError(
+            f"model.num_classes={cfg.model.num_classes} but {labels_path} lists {len(names)} classes"
+        )
+    return names
+
+
+def _common(cfg: RecognitionConfig) -> dict[str, Any]:
+    d = cfg.data
+    return dict(
+        num_segments=d.num_segments,
+        num_local=cfg.model.num_local_frames,
+        frame_template=d.frame_template,
+        frame_index_base=d.frame_index_base,
+    )
+
+
+def build_eval_transform(cfg: RecognitionConfig) -> EvalTransform:
+    """The test views of ``eval.*`` (see :class:`RecognitionEvalConfig`)."""
+    d, e = cfg.data, cfg.eval
+    if e.protocol == "tsn":
+        return EvalTransform(d.input_size, e.num_crops, e.resize, d.mean, d.std)
+    return OfficialEvalTransform(
+        d.input_size, e.num_crops, e.resolved_scale(d.input_size), d.mean, d.std
+    )
+
+
+def build_eval_set(cfg: RecognitionConfig, list_value: str | None) -> VideoDataset | None:
+    """Multi-view test dataset of a list (``data.val`` / ``data.test``); needs no training data."""
+    list_path = _list_path(cfg, list_value)
+    if list_path is None:
+        return None
+    records = parse_video_list(
+        list_path, cfg.data.root or None, cfg.data.format, cfg.model.num_classes
+    )
+    return VideoDataset(
+        records,
+        train=False,
+        transform=build_eval_transform(cfg),
+        num_clips=cfg.eval.num_clips,
+        protocol=cfg.eval.protocol,
+        **_common(cfg),
+    )
+
+
+def build_train_set(cfg: RecognitionConfig, names: list[str] | None) -> VideoDataset:
     d = cfg.data
     train_list = _list_path(cfg, d.train)
     if train_list is None:
         raise ConfigError("data.train: a training video list is required")
-    names = None
-    labels_path = _list_path(cfg, d.labels)
-    if labels_path is not None:
-        names = load_label_names(labels_path)
-        if len(names) != cfg.model.num_classes:
-            raise ConfigError(
-                f"model.num_classes={cfg.model.num_classes} but {labels_path} lists {len(names)} classes"
-            )
-    root = d.root or None
-    records = parse_video_list(train_list, root, d.format, cfg.model.num_classes)
+    records = parse_video_list(train_list, d.root or None, d.format, cfg.model.num_classes)
     if not d.flip or d.flip_swap == "none":
         flip_map: dict[int, int] = {}
     elif d.flip_swap == "pairs":
@@ -119,6 +161,30 @@ def build_datasets(
                 "set data.flip_swap=none or pairs, or data.flip=false"
             )
         flip_map = flip_label_map(names, d.flip_pairs)
+    train_tf: TrainTransform | OfficialTrainTransform
+    if d.pipeline != "tsn":
+        try:
+            policy = RandAugmentPolicy.parse(d.rand_augment_policy) if d.rand_augment else None
+        except ValueError as exc:
+            raise ConfigError(f"data.rand_augment_policy: {exc}") from None
+        train_tf = OfficialTrainTransform(
+            d.input_size,
+            d.resolved_scale(),
+            policy,
+            flip_map,
+            d.flip,
+            d.grayscale_prob,
+            d.mean,
+            d.std,
+        )
+        return VideoDataset(
+            records,
+            train=True,
+            transform=train_tf,
+            protocol=d.pipeline,
+            num_sample=d.num_sample,
+            **_common(cfg),
+        )
     train_tf = TrainTransform(
         d.input_size,
         area=(d.min_area, d.max_area),
@@ -131,29 +197,28 @@ def build_datasets(
         mean=d.mean,
         std=d.std,
     )
-    common = dict(
-        num_segments=d.num_segments,
-        num_local=cfg.model.num_local_frames,
-        frame_template=d.frame_template,
-        frame_index_base=d.frame_index_base,
+    return VideoDataset(
+        records, train=True, transform=train_tf, num_sample=d.num_sample, **_common(cfg)
     )
-    train_set = VideoDataset(records, train=True, transform=train_tf, **common)  # type: ignore[arg-type]
-    val_set = None
-    val_list = _list_path(cfg, d.val)
-    if val_list is not None:
-        test_tf = EvalTransform(d.input_size, cfg.eval.num_crops, cfg.eval.resize, d.mean, d.std)
-        val_records = parse_video_list(val_list, root, d.format, cfg.model.num_classes)
-        val_set = VideoDataset(
-            val_records,
-            train=False,
-            transform=test_tf,
-            num_clips=cfg.eval.num_clips,
-            **common,  # type: ignore[arg-type]
-        )
-    return train_set, val_set, names
+
+
+def build_datasets(
+    cfg: RecognitionConfig,
+) -> tuple[VideoDataset, VideoDataset | None, list[str] | None]:
+    """Train / validation datasets of a config (and the class names when a labels CSV is given)."""
+    if _list_path(cfg, cfg.data.train) is None:
+        raise ConfigError("data.train: a training video list is required")
+    names = load_names(cfg)
+    return build_train_set(cfg, names), build_eval_set(cfg, cfg.data.val), names
 
 
 def build_model(cfg: RecognitionConfig) -> TDSCLIP:
+    """The TDS-CLIP of ``cfg.model``, its side network drawn from ``train.seed``.
+
+    Seeded here, before any parameter is created, so two runs of one config start from the
+    same weights (the engine seeds again later, for the data order and dropout).
+    """
+    seed_everything(cfg.train.seed)
     model = build_tds_clip(cfg.model)
     image_size = model.clip.config.image_size
     if cfg.data.input_size != image_size:
@@ -224,7 +289,8 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     cfg = load_recognition_config(run_dir / "config.yaml", overrides)
-    _, val_set, _ = build_datasets(cfg)
+    load_names(cfg)  # a labels file that disagrees with the model is an error here too
+    val_set = build_eval_set(cfg, cfg.data.val)  # no training list needed
     if val_set is None:
         raise ConfigError("data.val: a list of videos to evaluate is required")
     model = build_model(cfg)
@@ -240,7 +306,7 @@ def evaluate_run(
         collate_fn=collate_videos,
         num_workers=cfg.train.num_workers,
     )
-    metrics = evaluate_model(model, TDSRecipe(cfg), loader, device, cfg.train.amp)
+    metrics = evaluate_model(model, TDSRecipe(cfg), loader, device, cfg.eval.amp)
     metrics["views"] = float(cfg.eval.num_crops * cfg.eval.num_clips)
     write_json(out or run_dir / f"test_{which}.json", metrics)
     return metrics

@@ -13,13 +13,20 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from sidetune.recognition.adapters import TDAdapter, TDReference, TokenBatchNorm, temporal_depthwise
+from sidetune.recognition.adapters import (
+    TDAdapter,
+    TDReference,
+    TokenBatchNorm,
+    depthwise_padded,
+)
+from sidetune.recognition.lean_saving import lean_active, rebuild
 
 
 def cls_token_shift(cls: Tensor) -> Tensor:
@@ -62,6 +69,10 @@ class SideProjection(nn.Module):
         return self.linear(self.norm(tap))
 
     def forward(self, tap: Tensor) -> Tensor:
+        if tap.is_cuda and torch.is_autocast_enabled("cuda"):
+            # under autocast the frozen CLIP computes in bf16 / fp16 but its residual stream is
+            # fp32: keep the tap in the autocast dtype (half the bytes; the LayerNorm upcasts)
+            tap = tap.to(torch.get_autocast_dtype("cuda"))
         if torch.is_grad_enabled() and self.linear.weight.requires_grad:
             out: Tensor = torch.utils.checkpoint.checkpoint(self._project, tap, use_reentrant=False)
             return out
@@ -82,7 +93,12 @@ class TemporalBranch(nn.Module):
         nn.init.kaiming_uniform_(self.dw_weight, a=math.sqrt(5))
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.pw2(temporal_depthwise(self.pw1(self.norm(x)), self.dw_weight, self.dw_bias))
+        u = self.pw1(self.norm(x))
+        k = self.dw_weight.shape[1]
+        up = F.pad(u, (0, 0, 0, 0, k // 2, k // 2))  # the depthwise products keep slices of up
+        v = depthwise_padded(up, self.dw_weight, self.dw_bias)
+        v = rebuild(v, depthwise_padded, up, self.dw_weight, self.dw_bias)  # pw2 keeps v
+        y = self.pw2(v)
         return y if self.td is None else self.td(y)
 
 
@@ -100,15 +116,65 @@ class SideAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
+    recompute: bool = False  # lean saving: keep only the tokens, rebuild q / k / v in backward
+
     def forward(self, x: Tensor, cls: Tensor, pos: Tensor) -> Tensor:
-        b, t, n, d = x.shape
         tokens = torch.cat([cls_token_shift(cls).unsqueeze(2), x + pos], dim=2)  # (B, T, N+1, D)
-        tokens = self.norm(tokens).reshape(b * t, n + 1, d)
+        if self.recompute and lean_active() and self.training:
+            out: Tensor = _LeanAttention.apply(tokens, self, *self._params())
+            return out
+        return self.out(self._attend(tokens))
+
+    def _attend(self, tokens: Tensor) -> Tensor:
+        """(B, T, N+1, D) tokens -> the merged heads (B, T, N, D), before the out projection."""
+        b, t, n1, d = tokens.shape
+        normed = rebuild(self.norm(tokens), self._norm, tokens)  # LN keeps tokens anyway
         hd = d // self.heads
-        qkv = self.qkv(tokens).reshape(b * t, n + 1, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(normed.reshape(b * t, n1, d))
+        qkv = qkv.reshape(b * t, n1, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0, :, :, 1:], qkv[1], qkv[2]  # queries: patches only
-        y = F.scaled_dot_product_attention(q, k, v)  # (BT, heads, N, hd)
-        return self.out(y.transpose(1, 2).reshape(b, t, n, d))
+        y = F.scaled_dot_product_attention(q, k, v)  # (BT, heads, N, hd); keeps y
+        return rebuild(_merge_heads(y, b, t), _merge_heads, y, b, t)
+
+    def _params(self) -> tuple[Tensor, ...]:
+        return (self.norm.weight, self.norm.bias, self.qkv.weight, self.qkv.bias,
+                self.out.weight, self.out.bias)  # fmt: skip
+
+    def _norm(self, tokens: Tensor) -> Tensor:
+        return F.layer_norm(
+            tokens, tokens.shape[-1:], self.norm.weight, self.norm.bias, self.norm.eps
+        )
+
+
+class _LeanAttention(torch.autograd.Function):
+    """:class:`SideAttention` keeping only its tokens: backward rebuilds the LayerNorm, q / k / v
+    and the attention (not the out projection) instead of storing them."""
+
+    @staticmethod
+    def forward(ctx: Any, tokens: Tensor, attn: SideAttention, *params: Tensor) -> Tensor:
+        ctx.attn = attn
+        ctx.save_for_backward(tokens)
+        with torch.no_grad():
+            return attn.out(attn._attend(tokens))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (tokens,) = ctx.saved_tensors
+        attn: SideAttention = ctx.attn
+        with torch.enable_grad():
+            td = tokens.detach().requires_grad_(True)
+            merged = attn._attend(td)
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_w = flat_grad.t() @ merged.detach().reshape(-1, merged.shape[-1])
+        grad_b = flat_grad.sum(0)
+        inputs = (td, attn.norm.weight, attn.norm.bias, attn.qkv.weight, attn.qkv.bias)
+        gt, gnw, gnb, gqw, gqb = torch.autograd.grad(merged, inputs, grad @ attn.out.weight)
+        return gt, None, gnw, gnb, gqw, gqb, grad_w, grad_b
+
+
+def _merge_heads(y: Tensor, b: int, t: int) -> Tensor:
+    """(B T, heads, N, hd) -> (B, T, N, heads hd)."""
+    return y.transpose(1, 2).reshape(b, t, y.shape[2], -1)
 
 
 class SideMLP(nn.Module):
@@ -122,7 +188,44 @@ class SideMLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(self.norm(x))))
+        if lean_active() and self.training:
+            out: Tensor = _LeanMLP.apply(x, self, *self._params())
+            return out
+        h = self.fc1(self.norm(x))
+        return self.fc2(rebuild(F.gelu(h), F.gelu, h))  # GELU keeps h anyway
+
+    def _params(self) -> tuple[Tensor, ...]:
+        return (self.norm.weight, self.norm.bias, self.fc1.weight, self.fc1.bias,
+                self.fc2.weight, self.fc2.bias)  # fmt: skip
+
+
+class _LeanMLP(torch.autograd.Function):
+    """:class:`SideMLP` keeping only its input: backward rebuilds the norm, ``fc1`` and GELU
+    outputs from it (one extra ``fc1`` matmul) instead of storing the r D-wide hidden layer.
+    The forward updates the BatchNorm running statistics once, as the plain module does."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, mlp: SideMLP, *params: Tensor) -> Tensor:
+        ctx.mlp = mlp
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return mlp.fc2(F.gelu(mlp.fc1(mlp.norm(x))))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        mlp: SideMLP = ctx.mlp
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            z, _, _ = mlp.norm.normalize_with_stats(xd)
+            g = F.gelu(mlp.fc1(z))
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_w2 = flat_grad.t() @ g.detach().reshape(-1, g.shape[-1])
+        grad_b2 = flat_grad.sum(0)
+        grad_g = grad @ mlp.fc2.weight
+        inputs = (xd, mlp.norm.weight, mlp.norm.bias, mlp.fc1.weight, mlp.fc1.bias)
+        gx, gnw, gnb, gw1, gb1 = torch.autograd.grad(g, inputs, grad_g)
+        return gx, None, gnw, gnb, gw1, gb1, grad_w2, grad_b2
 
 
 class TDSBlock(nn.Module):
