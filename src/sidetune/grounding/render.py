@@ -17,7 +17,7 @@ direction (``left`` / ``right`` / ``up`` / ``down``) and wrapping around the fra
 span of whole 2-s clips. Each video (``min_duration``..``max_duration`` s, a dark grey
 background) holds the target events of its 1-2 queries and 1-3 *distractor* events placed
 without overlap; 70 % of distractors are hard negatives that differ from a target in one
-attribute only in colour only (``the blue circle moves left`` next to ``the red circle moves left``): colour is
+in colour only (``the blue circle moves left`` next to ``the red circle moves left``): colour is
 the attribute the tiny random-weight backbone of the demo can see (see :func:`_hard_negative`). A query is one of a few templates of the grammar
 ``the {colour} {shape} moves {direction}``; every word is in the tiny text tower's packaged
 vocabulary. Saliency scores follow the QVHighlights convention (0..4 per annotator, higher in
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sidetune.errors import SidetuneError
-from sidetune.utils.io import atomic_path, write_json, write_jsonl
+from sidetune.utils.io import write_json, write_jsonl
+from sidetune.video.encode import write_mp4
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 40, 40), "green": (40, 205, 60), "blue": (60, 100, 245),
@@ -248,23 +248,6 @@ def render_frames(cfg: RenderConfig, video: RenderedVideo) -> np.ndarray:
         sub[mask] = COLOURS[colour]
         frames[idx] = sub
     return frames
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Encode uint8 ``(F, H, W, 3)`` as H.264 (yuv420p) with PyAV, atomically."""
-    import av
-
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps, 1))
-        stream.width = frames.shape[2]
-        stream.height = frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "16", "preset": "ultrafast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def _splits(cfg: RenderConfig) -> dict[str, list[int]]:

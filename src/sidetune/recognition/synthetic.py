@@ -23,13 +23,13 @@ The names make the horizontal-flip label swap automatic (0 <-> 1, 4 <-> 5). File
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from sidetune.errors import SidetuneError
-from sidetune.utils.io import atomic_open, atomic_path
+from sidetune.utils.io import atomic_open
+from sidetune.video.encode import write_mp4
 
 CLASS_NAMES: tuple[str, ...] = (
     "moving left to right",
@@ -121,23 +121,6 @@ def render_video(label: int, frames: int, size: int, rng: np.random.Generator) -
     return (np.clip(video, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_mp4(path: Path, video: np.ndarray, fps: int) -> None:
-    """Encode uint8 (F, H, W, 3) as H.264 (yuv420p) with PyAV, atomically."""
-    import av
-
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps, 1))
-        stream.width = video.shape[2]
-        stream.height = video.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12", "preset": "veryfast"}
-        for frame in video:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def generate(
     out: str | Path,
     train_per_class: int = 32,
@@ -162,7 +145,9 @@ def generate(
         rows = []
         for i, label in enumerate(labels.tolist()):
             name = f"videos/{split}_{i:05d}.mp4"
-            write_mp4(out / name, render_video(label, frames, size, rng), fps)
+            write_mp4(
+                out / name, render_video(label, frames, size, rng), fps, crf=12, preset="veryfast"
+            )
             rows.append(f"{name} {label}\n")
         paths[split] = out / f"{split}.txt"
         with atomic_open(paths[split], "w", encoding="utf-8") as fh:
