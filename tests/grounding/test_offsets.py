@@ -71,7 +71,7 @@ def test_weighted_offsets_are_sum_of_weights_times_offsets(attention: str, share
         h.remove()
     d = rec.weighted_offsets()
     assert len(inputs) == 3  # one call per level, in level order
-    for level, (query, refs) in enumerate(inputs):
+    for level, (query, _refs) in enumerate(inputs):
         sampler = samplers[0] if shared else samplers[level]
         w = sampler.weights(query).view(2, 5, 4, -1).softmax(-1)
         off = sampler.offsets(query).view(2, 5, 4, -1)
