@@ -211,3 +211,26 @@ def test_data_text_cls_is_gone_model_text_cls_decides() -> None:
         load_grounding_config("sdst_synthetic", ["data.text_cls=true"])
     assert load_grounding_config("sdst_qvhighlights").model.text_cls is True
     assert load_grounding_config("sdst_qvhighlights_llama").model.text_cls is False
+
+
+@pytest.mark.parametrize(
+    ("disabled", "terms", "use_cls", "use_actionness"),
+    [
+        ([], set(TERMS), True, True),
+        (["l1"], set(TERMS) - {"l1"}, True, True),
+        (["iou"], set(TERMS) - {"iou"}, True, True),
+        (["align"], set(TERMS) - {"align_video", "align_layer"}, True, True),
+        (["actionness"], set(TERMS) - {"actionness"}, True, False),
+        (["cls"], set(TERMS) - {"cls"}, False, True),
+    ],
+)
+def test_table_e_rows(
+    disabled: list[str], terms: set[str], use_cls: bool, use_actionness: bool
+) -> None:
+    """Each Table E row: which terms train, what ranks the moments, what the matcher costs."""
+    cfg = _grounding_config(disabled)
+    assert set(cfg.loss.weight_dict()) == terms
+    assert (cfg.post.use_cls, cfg.post.use_actionness) == (use_cls, use_actionness)
+    matcher = cfg.loss.build_matcher()
+    assert (matcher.cost_cls > 0) == use_cls
+    assert (matcher.cost_l1, matcher.cost_iou) == (cfg.loss.cost_l1, cfg.loss.cost_iou)
