@@ -1,7 +1,8 @@
 """SDST ablations on the embedded synthetic grounding benchmark, over several seeds.
 
 Variants (paper Table 5 and Table K, at synthetic scale):
-  sdst           the full model (RDSA, K=4 intermediate layers)
+  sdst           the full model (RDSA as Eq. 10-11: offsets from CNN(D)[l,c,r] only, K=4)
+  sdst_hybrid    RDSA whose offset query also gets a linear map of H (rdsa_use_latent=true)
   deformable_ca  Def. CA baseline: offsets from the decoder latents (Eq. 7-9)
   standard_ca    standard cross-attention from the decoder latents to the dense stream
   k1             K=1: only the last layer's features, one refinement level
@@ -13,7 +14,7 @@ resumes where it stopped, then summarised as mean +- std in ``OUT/summary.json``
 markdown table.
 
     python bench/grounding_ablations.py --out runs/ablations --seeds 0 1 2 --workers 2 \\
-        --set train.epochs=30 train.step_epochs=22
+        --set train.epochs=30 train.lr_milestones=[22]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 VARIANTS: dict[str, list[str]] = {
     "sdst": [],
+    "sdst_hybrid": ["model.rdsa_use_latent=true"],
     "deformable_ca": ["model.attention=deformable_ca"],
     "standard_ca": ["model.attention=standard_ca"],
     "k1": ["model.num_levels=1", "data.layers=[-1]"],
@@ -125,6 +127,27 @@ def markdown(summary: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
     return "\n".join(lines)
 
 
+PER_SEED = ["MR-full-mAP", "MR-full-R1@0.7", "MR-long-mAP", "HL-min-VeryGood-mAP"]
+
+
+def per_seed_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One row per variant, one column per seed and metric of ``PER_SEED`` (test split)."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    by = {(r["variant"], int(r["seed"])): r for r in rows}
+    head = "| variant | " + " | ".join(f"{k} s{s}" for k in PER_SEED for s in seeds) + " |"
+    lines = [head, "|" + "---|" * (len(PER_SEED) * len(seeds) + 1)]
+    for variant in VARIANTS:
+        if not any((variant, s) in by for s in seeds):
+            continue
+        cells = [
+            f"{by[(variant, s)]['test'][k]:.2f}" if (variant, s) in by else "-"
+            for k in PER_SEED
+            for s in seeds
+        ]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
@@ -135,9 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="config overrides for every run, e.g. train.epochs=30 train.step_epochs=22",
+        help="config overrides for every run, e.g. train.epochs=30 train.lr_milestones=[22]",
     )
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (1 thread each)")
+    p.add_argument("--summary-only", action="store_true", help="only summarise the finished runs")
     args = p.parse_args(argv)
 
     from sidetune.utils.io import write_json
@@ -149,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (v, s)
         for s in args.seeds
         for v in args.variants
-        if not (out / "results" / f"{v}_s{s}.json").exists()
+        if not (out / "results" / f"{v}_s{s}.json").exists() and not args.summary_only
     ]
     print(f"{len(todo)} runs to do ({args.workers} at a time)", flush=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -163,14 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({row['train_seconds']:.0f}s)",
                 flush=True,
             )
-    rows = [
-        json.loads((out / "results" / f"{v}_s{s}.json").read_text())
-        for s in args.seeds
-        for v in args.variants
-    ]
+    # Summarise what exists (a sweep cut short still reports its finished runs).
+    paths = [out / "results" / f"{v}_s{s}.json" for s in args.seeds for v in args.variants]
+    rows = [json.loads(p.read_text()) for p in paths if p.exists()]
     summary = summarise(rows)
     write_json(out / "summary.json", {"runs": rows, "summary": summary})
-    print(markdown(summary, len(args.seeds)))
+    print(markdown(summary, len({r["seed"] for r in rows})))
+    print()
+    print(per_seed_markdown(rows))
     return 0
 
 

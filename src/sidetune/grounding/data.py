@@ -74,7 +74,8 @@ class DataConfig:
     window_stride: clips between window starts for ``window`` (null = half of ``max_clips``).
     max_query_len: at most this many text tokens (the first ones are kept).
     min_video_len: training rows with ``duration`` below this many seconds are skipped.
-    text_cls: token 0 of the text features is a CLS token (the model may exclude it).
+    text_cls: legacy key, ignored (it was never read; run configs saved before it was dropped
+        still carry it). Whether text token 0 is a CLS is ``model.text_cls`` alone.
     feature_layout: ``auto`` (``[T, F]`` / ``[K, T, F]`` files) or ``r2tuning`` (R2-Tuning's
         ``[T, K, P, C]`` video / ``[L, K, C]`` text cache; see :mod:`sidetune.features.store`).
     token_pool: ``cls`` | ``mean``: how ``r2tuning`` video tokens become one vector per clip.
@@ -97,7 +98,7 @@ class DataConfig:
     window_stride: int | None = None
     max_query_len: int = 32
     min_video_len: float = 5.0
-    text_cls: bool = False
+    text_cls: bool | None = None
     feature_layout: Literal["auto", "r2tuning"] = "auto"
     token_pool: Literal["cls", "mean"] = "cls"
     cache_features: bool = False
@@ -447,7 +448,8 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         text_feats: ``(B, K, L, F_t)`` float32, zero beyond each query's tokens.
         text_mask: ``(B, L)`` bool, True = valid token.
         targets: ``{"spans": list of B (N_i, 2) float32 normalized (center, width),
-            "saliency": (B, T) float32}``; absent when the samples have no ground truth.
+            "saliency": (B, T) float32, "video_ids": (B,) int64 (equal = same video)}``;
+            absent when the samples have no ground truth.
         metas: list of B dicts (qid, vid, query, duration, num_clips, clip_length).
     """
     if not samples:
@@ -480,9 +482,14 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         saliency = torch.zeros(bsz, t_max)
         for i, s in enumerate(samples):
             saliency[i, : len(s["saliency"])] = torch.from_numpy(s["saliency"])
+        vids: dict[str, int] = {}
         batch["targets"] = {
             "spans": [torch.from_numpy(s["spans"]) for s in samples],
             "saliency": saliency,
+            # Same id = same video: the alignment loss must not use one as the other's negative.
+            "video_ids": torch.tensor(
+                [vids.setdefault(s["meta"]["vid"], len(vids)) for s in samples]
+            ),
         }
     elif any(has_gt):
         qid = samples[has_gt.index(False)]["meta"]["qid"]
