@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     task = config_task(args.config)
     if task == "grounding":
         from sidetune.grounding.check import check_grounding
-        from sidetune.grounding.recipe import load_grounding_config
+        from sidetune.grounding.runs import load_grounding_config
 
         report = check_grounding(
             load_grounding_config(args.config, list(args.overrides)),

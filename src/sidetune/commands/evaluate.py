@@ -98,7 +98,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         raise SidetuneError(f"{config}: not found; is {args.run} a run directory?")
     task = config_task(config)
     if task == "grounding":
-        from sidetune.grounding.recipe import predict
+        from sidetune.grounding.predictor import predict
 
         res = predict(args.run, args.split, args.out, args.overrides, checkpoint=args.checkpoint)
         if res["metrics"] is None:

@@ -168,7 +168,8 @@ def dump_offsets(
     from sidetune.engine.distributed import resolve_device
     from sidetune.engine.trainer import DeviceLoader
     from sidetune.grounding.data import GroundingDataset, collate_grounding
-    from sidetune.grounding.recipe import check_feature_shapes, load_grounding_config, load_run
+    from sidetune.grounding.check import check_feature_shapes
+    from sidetune.grounding.runs import load_grounding_config, load_run
     from sidetune.utils.io import atomic_save
 
     if split not in ("train", "val", "test"):
