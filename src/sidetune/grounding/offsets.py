@@ -167,8 +167,8 @@ def dump_offsets(
     from sidetune.config import ConfigError
     from sidetune.engine.distributed import resolve_device
     from sidetune.engine.trainer import DeviceLoader
-    from sidetune.grounding.data import GroundingDataset, collate_grounding
     from sidetune.grounding.check import check_feature_shapes
+    from sidetune.grounding.data import GroundingDataset, collate_grounding
     from sidetune.grounding.runs import load_grounding_config, load_run
     from sidetune.utils.io import atomic_save
 
