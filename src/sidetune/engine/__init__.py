@@ -17,19 +17,16 @@ from sidetune.engine.checkpoint import (
 from sidetune.engine.config import TrainConfig
 from sidetune.engine.distributed import DistEnv, init_distributed, resolve_device
 from sidetune.engine.optim import WarmupSchedule, build_optimizer, lr_factor, param_groups
+from sidetune.engine.run_state import BEST, LAST, checkpoint_dir, stale_best
 from sidetune.engine.seed import get_rng_state, seed_everything, set_rng_state
 from sidetune.engine.trainer import (
-    BEST,
-    LAST,
     DeviceLoader,
     Recipe,
     RunExistsError,
     autocast_context,
-    checkpoint_dir,
     evaluate_model,
     fit,
     move_to,
-    stale_best,
 )
 
 __all__ = [

@@ -50,19 +50,22 @@ from sidetune.engine.checkpoint import (
     load_meta,
     load_train_state,
     load_weights,
-    recover_checkpoint,
     save_checkpoint,
     unwrap,
 )
 from sidetune.engine.config import TrainConfig
 from sidetune.engine.lock import RunLock
-from sidetune.engine.logging import LOG_FILE, RunLogger, truncate_log
+from sidetune.engine.logging import RunLogger
 from sidetune.engine.optim import WarmupSchedule, build_optimizer, param_groups
+from sidetune.engine.run_state import (
+    BEST,
+    LAST,
+    check_best_on_resume,
+    checkpoint_dir,
+    prepare_run_dir,
+)
 from sidetune.engine.seed import get_rng_state, seed_everything, set_rng_state, worker_init_fn
 from sidetune.errors import SidetuneError
-
-LAST = "last"
-BEST = "best"
 
 
 @runtime_checkable
@@ -128,10 +131,6 @@ def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractConte
     return contextlib.nullcontext()
 
 
-def checkpoint_dir(run_dir: str | Path, which: str = LAST) -> Path:
-    return Path(run_dir) / "checkpoints" / which
-
-
 def _make_scaler(cfg: TrainConfig, device: torch.device) -> torch.amp.GradScaler | None:
     if cfg.amp == "fp16" and device.type == "cuda":
         return torch.amp.GradScaler("cuda")
@@ -192,77 +191,6 @@ def check_best_metric(recipe: Recipe) -> None:
         )
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> int:
-    """Main process, under the lock: repair checkpoints after a crash, trim the log.
-
-    Returns the number of log records dropped.
-    """
-    last = recover_checkpoint(checkpoint_dir(run_dir, LAST))
-    recover_checkpoint(checkpoint_dir(run_dir, BEST))
-    for stale in run_dir.glob(".*.tmp"):  # half-written config.yaml / metrics of a killed run
-        if stale.is_file():
-            stale.unlink(missing_ok=True)
-    if not resume or last is None:
-        return 0
-    meta = load_meta(last)
-    return truncate_log(run_dir / LOG_FILE, int(meta["step"]), int(meta["epoch"]))
-
-
-def stale_best(run_dir: str | Path) -> str | None:
-    """A warning when ``best/`` does not hold the epoch ``last/`` records as best, else None.
-
-    Runs of this version never get there (``best`` is written first); a run written by an
-    older version and killed while writing ``best`` did. Readers of ``best`` (``predict``,
-    ``evaluate --run``, the Python API) print this instead of scoring the wrong model silently.
-    """
-    last = find_checkpoint(checkpoint_dir(run_dir, LAST))
-    best = find_checkpoint(checkpoint_dir(run_dir, BEST))
-    if last is None or best is None:
-        return None
-    recorded = load_meta(last).get("best_epoch")
-    held = load_meta(best).get("epoch")
-    if recorded is None or held is None or int(held) >= int(recorded):
-        return None
-    return (
-        f"WARNING: {best} holds epoch {held} but {last} records the best at epoch {recorded} "
-        "(a crash while best was written); `sidetune train CONFIG --resume` repairs it when "
-        "last holds that epoch; until then, this is not the best model"
-    )
-
-
-def _check_best_on_resume(
-    run_dir: Path, last: Path, meta: dict[str, Any], model: nn.Module
-) -> None:
-    """``best`` must hold the epoch ``last`` records as best; repair it from ``last`` if it can.
-
-    ``model`` holds ``last``'s weights. Runs written by this version never need the repair
-    (``best`` is written first); a ``best`` newer than ``last`` is fine: the replayed epoch
-    rewrites it.
-    """
-    best_epoch = meta.get("best_epoch")
-    if best_epoch is None:
-        return
-    best_dir = checkpoint_dir(run_dir, BEST)
-    found = find_checkpoint(best_dir)
-    held = int(load_meta(found).get("epoch") or 0) if found is not None else None
-    if held is not None and held >= int(best_epoch):
-        return
-    if int(best_epoch) == int(meta["epoch"]):
-        save_checkpoint(best_dir, model, {**meta, "rng": []})
-        print(
-            f"repaired {best_dir}: it held epoch {held}, {last} records the best at epoch "
-            f"{best_epoch}; copied from {last}",
-            flush=True,
-        )
-        return
-    print(
-        f"WARNING: {best_dir} holds epoch {held} but {last} records the best "
-        f"{meta.get('best_metric')} at epoch {best_epoch}, whose weights are gone; "
-        "best will be replaced at the next improvement",
-        flush=True,
-    )
-
-
 def fit(
     model: nn.Module,
     recipe: Recipe,
@@ -300,7 +228,7 @@ def fit(
             )
         if env.is_main:
             lock = RunLock(run_dir).acquire()
-            dropped = _prepare_run_dir(run_dir, resume)
+            dropped = prepare_run_dir(run_dir, resume)
             if dropped:
                 print(f"resume: dropped {dropped} log record(s) written after the checkpoint")
         D.barrier(env)
@@ -372,7 +300,7 @@ def fit(
             if len(rng) == env.world_size:
                 set_rng_state(rng[env.rank])
             if env.is_main:
-                _check_best_on_resume(run_dir, found, meta, model)
+                check_best_on_resume(run_dir, found, meta, model)
 
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
