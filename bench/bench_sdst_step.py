@@ -23,6 +23,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -89,7 +90,7 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--batch-size", type=int, default=32)
@@ -106,10 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     p.add_argument("--profile", action="store_true", help="print the top operators of one step")
     p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+def build_step(
+    argv: list[str] | None = None,
+) -> tuple[Callable[[], float], dict[str, Any]]:
+    """A closure running one training step (returns the loss) and facts about the model."""
+    args = parse_args(argv)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model_cfg = SDSTConfig(
@@ -148,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
         return float(loss.detach())
 
+    trainable, total = count_parameters(model)
+    return step, {"args": args, "device": device, "trainable": trainable, "total": total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    step, info = build_step(argv)
+    device = info["device"]
+
     rss_before = rss_mib()
     for _ in range(args.warmup):
         step()
@@ -165,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_per_step = (time.process_time() - cpu0) / args.steps
     times.sort()
     median = times[len(times) // 2]
-    trainable, total = count_parameters(model)
+    trainable, total = info["trainable"], info["total"]
     result: dict[str, Any] = {
         "benchmark": "sdst_train_step",
         "device": str(device),
