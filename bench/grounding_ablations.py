@@ -1,7 +1,8 @@
 """SDST ablations on the embedded synthetic grounding benchmark, over several seeds.
 
 Variants (paper Table 5 and Table K, at synthetic scale):
-  sdst           the full model (RDSA, K=4 intermediate layers)
+  sdst           the full model (RDSA as Eq. 10-11: offsets from CNN(D)[l,c,r] only, K=4)
+  sdst_hybrid    RDSA whose offset query also gets a linear map of H (rdsa_use_latent=true)
   deformable_ca  Def. CA baseline: offsets from the decoder latents (Eq. 7-9)
   standard_ca    standard cross-attention from the decoder latents to the dense stream
   k1             K=1: only the last layer's features, one refinement level
@@ -13,7 +14,7 @@ resumes where it stopped, then summarised as mean +- std in ``OUT/summary.json``
 markdown table.
 
     python bench/grounding_ablations.py --out runs/ablations --seeds 0 1 2 --workers 2 \\
-        --set train.epochs=30 train.step_epochs=22
+        --set train.epochs=30 train.lr_milestones=[22]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 VARIANTS: dict[str, list[str]] = {
     "sdst": [],
+    "sdst_hybrid": ["model.rdsa_use_latent=true"],
     "deformable_ca": ["model.attention=deformable_ca"],
     "standard_ca": ["model.attention=standard_ca"],
     "k1": ["model.num_levels=1", "data.layers=[-1]"],
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="config overrides for every run, e.g. train.epochs=30 train.step_epochs=22",
+        help="config overrides for every run, e.g. train.epochs=30 train.lr_milestones=[22]",
     )
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (1 thread each)")
     args = p.parse_args(argv)

@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train a model from a YAML config with key=value overrides",
     ),
     "predict": ("sidetune.commands.predict", "write predictions of a trained grounding run"),
+    "offsets": (
+        "sidetune.commands.offsets",
+        "dump the weighted deformable offsets of a trained grounding run (Fig. 4)",
+    ),
     "info": ("sidetune.commands.info", "per-module parameter table of a config's model"),
     "synth": (
         "sidetune.commands.synth",

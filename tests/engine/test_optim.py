@@ -78,3 +78,29 @@ def test_bad_train_config_names_field() -> None:
     with pytest.raises(ConfigError, match="schedule"):
         from_dict(TrainConfig, {"schedule": "linear"})
     assert from_dict(TrainConfig, {"lr": 1}).lr == 1.0
+
+
+def test_milestones_decay_once_per_listed_epoch() -> None:
+    cfg = TrainConfig(epochs=150, warmup_iters=0, step_epochs=None, lr_milestones=[20, 90])
+    ipe = 7
+    factors = [lr_factor(e * ipe + ipe - 1, cfg, ipe) for e in range(150)]
+    assert factors[:20] == [1.0] * 20
+    assert factors[20:90] == pytest.approx([0.1] * 70)
+    assert factors[90:] == pytest.approx([0.01] * 60)
+    periodic = TrainConfig(epochs=150, warmup_iters=0, step_epochs=20)
+    assert lr_factor(149 * ipe, periodic, ipe) == pytest.approx(1e-7)  # what TACoS used to get
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr_milestones": [20]}, "both"),  # step_epochs keeps its default of 20
+        ({"lr_milestones": [], "step_epochs": None}, "strictly increasing"),
+        ({"lr_milestones": [30, 20], "step_epochs": None}, "strictly increasing"),
+        ({"lr_milestones": [0], "step_epochs": None}, "strictly increasing"),
+        ({"step_epochs": None}, "needs train.step_epochs"),
+    ],
+)
+def test_schedule_forms_are_validated(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        from_dict(TrainConfig, kwargs)

@@ -251,8 +251,11 @@ def test_qvhighlights_parameter_count() -> None:
     """Pins the preset's size (see the report for the comparison with the paper's 4.1M)."""
     model = build_sdst(qvhighlights_config(text_dim=4096))
     trainable, total = count_parameters(model)
-    assert trainable == total == 5_631_749
-    assert count_parameters(build_sdst(qvhighlights_config(text_dim=1024)))[0] == 4_845_317
+    assert trainable == total == 5_615_301
+    assert count_parameters(build_sdst(qvhighlights_config(text_dim=1024)))[0] == 4_828_869
+    # The RDSA/deformable-CA hybrid adds the latent map H -> Q_hat: 256 x 64 + 64.
+    hybrid = build_sdst(qvhighlights_config(text_dim=4096, rdsa_use_latent=True))
+    assert count_parameters(hybrid)[0] == 5_615_301 + 256 * 64 + 64
     assert tacos_config().num_queries == 5
     assert not qvhighlights_config(4096).text_cls and qvhighlights_config(1024).text_cls
     assert set(SDST_PRESETS) == {

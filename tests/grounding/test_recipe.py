@@ -51,7 +51,8 @@ def test_presets_follow_table_a(
         queries,
         clip,
     )
-    assert (cfg.train.lr, cfg.train.step_epochs, cfg.train.batch_size) == (lr, step, 32)
+    assert (cfg.train.lr, cfg.train.lr_milestones, cfg.train.batch_size) == (lr, [step], 32)
+    assert cfg.train.step_epochs is None
     assert (cfg.train.weight_decay, cfg.train.warmup_iters, cfg.train.warmup_ratio) == (
         1e-4,
         2000,

@@ -6,6 +6,7 @@ only needs that counter: no closure has to be pickled.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -53,12 +54,12 @@ def lr_factor(step: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
     """Multiplier of the base lr at (0-based) iteration ``step``.
 
     Linear warm-up (mmcv style) from ``warmup_ratio`` to 1 over ``warmup_iters`` iterations,
-    times the decay: step (``step_gamma`` every ``step_epochs`` epochs), cosine to
-    ``min_lr_ratio`` over the whole run, or constant.
+    times the decay: step (``step_gamma`` once at each epoch of ``lr_milestones``, or every
+    ``step_epochs`` epochs), cosine to ``min_lr_ratio`` over the whole run, or constant.
     """
     ipe = max(1, iters_per_epoch)
     if cfg.schedule == "step":
-        decay = cfg.step_gamma ** (step // ipe // cfg.step_epochs)
+        decay = cfg.step_gamma ** num_decays(step // ipe, cfg)
     elif cfg.schedule == "cosine":
         total = max(1, cfg.epochs * ipe)
         progress = min(1.0, step / total)
@@ -70,6 +71,18 @@ def lr_factor(step: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
     if step < cfg.warmup_iters:
         decay *= 1.0 - (1.0 - step / cfg.warmup_iters) * (1.0 - cfg.warmup_ratio)
     return decay
+
+
+def num_decays(epoch: int, cfg: TrainConfig) -> int:
+    """How many step decays apply during (0-based) ``epoch``.
+
+    Milestones (nncore/mmcv ``step=[20]``, torch ``MultiStepLR``): one per milestone
+    ``<= epoch``. Periodic: ``epoch // step_epochs``.
+    """
+    if cfg.lr_milestones is not None:
+        return bisect.bisect_right(cfg.lr_milestones, epoch)
+    assert cfg.step_epochs is not None  # TrainConfig guarantees one of the two forms
+    return epoch // cfg.step_epochs
 
 
 class WarmupSchedule:

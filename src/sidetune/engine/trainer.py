@@ -103,11 +103,13 @@ class DeviceLoader:
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 / fp16 autocast on GPU; a no-op on CPU or with ``amp=none``."""
-    if amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    """bf16 / fp16 autocast on GPU, bf16 autocast on CPU; a no-op with ``amp=none`` and for
+    fp16 on CPU (fp16 needs the GPU's grad scaler)."""
+    if amp == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if amp == "fp16" and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
 
 
 def checkpoint_dir(run_dir: str | Path, which: str = LAST) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sidetune.config import ConfigError
 from sidetune.engine.config import TrainConfig
 from sidetune.grounding.data import DataConfig
 from sidetune.grounding.losses import LossConfig
@@ -44,6 +45,20 @@ class GroundingConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # Table E rows: a loss term that is off leaves its head untrained, so it must not
+        # enter the ranking (Eq. 23 falls back to the other head alone).
+        off = set(self.loss.disabled)
+        if "actionness" in off:
+            self.post.use_actionness = False
+        if "cls" in off:
+            self.post.use_cls = False
+        if not (self.post.use_cls or self.post.use_actionness):
+            raise ConfigError(
+                "loss.disabled switches off both the cls and the actionness term: no head is "
+                "trained to rank the predicted moments (keep at least one of them)"
+            )
 
     @property
     def resolved_best_metric(self) -> str:

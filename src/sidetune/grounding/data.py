@@ -420,7 +420,8 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         text_feats: ``(B, K, L, F_t)`` float32, zero beyond each query's tokens.
         text_mask: ``(B, L)`` bool, True = valid token.
         targets: ``{"spans": list of B (N_i, 2) float32 normalized (center, width),
-            "saliency": (B, T) float32}``; absent when the samples have no ground truth.
+            "saliency": (B, T) float32, "video_ids": (B,) int64 (equal = same video)}``;
+            absent when the samples have no ground truth.
         metas: list of B dicts (qid, vid, query, duration, num_clips, clip_length).
     """
     if not samples:
@@ -453,9 +454,14 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         saliency = torch.zeros(bsz, t_max)
         for i, s in enumerate(samples):
             saliency[i, : len(s["saliency"])] = torch.from_numpy(s["saliency"])
+        vids: dict[str, int] = {}
         batch["targets"] = {
             "spans": [torch.from_numpy(s["spans"]) for s in samples],
             "saliency": saliency,
+            # Same id = same video: the alignment loss must not use one as the other's negative.
+            "video_ids": torch.tensor(
+                [vids.setdefault(s["meta"]["vid"], len(vids)) for s in samples]
+            ),
         }
     elif any(has_gt):
         qid = samples[has_gt.index(False)]["meta"]["qid"]

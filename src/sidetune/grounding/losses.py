@@ -85,14 +85,20 @@ class LossConfig:
     aux_loss: bool = True
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    # "num_spans": sum over queries / #GT spans in the batch (DETR family, default);
-    # "num_queries": mean over the M queries and the batch, as Eq. 17 writes it.
-    cls_normalization: Literal["num_spans", "num_queries"] = "num_spans"
+    # "num_queries": mean over the M queries and the batch, as Eq. 17 writes it (default);
+    # "num_spans": sum over queries / #GT spans in the batch (DETR family; with M = 30 and
+    # 1-3 GT spans per query it weighs the term M / #GT = 10-30x more per sample).
+    cls_normalization: Literal["num_queries", "num_spans"] = "num_queries"
     iou_type: Literal["iou", "giou"] = "iou"  # Eq. 19 uses plain IoU
     saliency_temperature: float = 0.07
     # Positive clips drawn per sample for the saliency InfoNCE; 0 = every positive clip.
     saliency_positives: int = 1
     align_temperature: float = 0.07
+    # Video-level alignment (C.3.1): the negatives of clip j are clip j of the other samples.
+    # Two queries of one video share V^l, so that "negative" is a copy of the positive: "mask"
+    # (default) leaves out samples of the same video (targets["video_ids"]); "keep" is the
+    # literal form.
+    align_same_video: Literal["mask", "keep"] = "mask"
     cost_cls: float = 2.0
     cost_l1: float = 5.0
     cost_iou: float = 2.0
@@ -119,8 +125,10 @@ class LossConfig:
         return {t: w for t, w in weights.items() if t not in off and w > 0}
 
     def build_matcher(self) -> HungarianMatcher:
+        """The matcher; with ``cls`` disabled (Table E) its class cost is dropped too, since
+        the class head is then untrained and would only add noise to the assignment."""
         return HungarianMatcher(
-            cost_cls=self.cost_cls,
+            cost_cls=0.0 if "cls" not in self.weight_dict() else self.cost_cls,
             cost_l1=self.cost_l1,
             cost_iou=self.cost_iou,
             iou_type=self.cost_iou_type,
@@ -192,7 +200,9 @@ class SDSTCriterion(nn.Module):
         ``aux_outputs``: list of ``{pred_logits, pred_spans}``; ``video_levels``
         ``(B, K, T, F)``; ``text_pooled`` ``(B, K, F)``; ``video_mask`` ``(B, T)`` bool.
         targets: ``spans``: ``B`` tensors ``(N_i, 2)`` normalized (center, width), ``N_i``
-        may be 0; ``saliency``: ``(B, T)`` float, > 0 on relevant clips.
+        may be 0; ``saliency``: ``(B, T)`` float, > 0 on relevant clips; ``video_ids``
+        (optional) ``(B,)`` int64, equal for queries of the same video (``collate_grounding``
+        sets it; without it every sample counts as its own video).
 
     Returns:
         ``{"loss_<term>[_<aux level>]": weighted scalar, ..., "loss": sum}``.
@@ -338,7 +348,9 @@ class SDSTCriterion(nn.Module):
 
         Anchors are the positive (valid, saliency > 0) clips ``j`` of each sample ``b`` at each
         level ``l``, with text ``T^pool_{l,b}``; the positive pair is ``(V^l_{b,j}, T^pool_{l,b})``.
-        Video-level negatives: clip ``j`` of the other samples (where it exists) at level ``l``.
+        Video-level negatives: clip ``j`` of the other samples (where it exists) at level ``l``,
+        except samples of the same video (``targets["video_ids"]``) unless
+        ``align_same_video="keep"``: their clip ``j`` is the positive itself.
         Layer-wise negatives: clip ``j`` of sample ``b`` at the other levels ``l' != l``.
         Averaged over anchors and levels; cosine similarity / ``align_temperature``.
         """
@@ -372,6 +384,9 @@ class SDSTCriterion(nn.Module):
             # of text c (anchor clip t) runs over the samples b that have a clip t.
             sim = sims[0].permute(1, 2, 3, 0)
             cand = valid.t().reshape(1, num_clips, 1, batch).expand_as(sim)
+            same = _same_video_pairs(targets, batch, video.device)
+            if same is not None and self.cfg.align_same_video == "mask":
+                cand = cand & ~same.reshape(1, 1, batch, batch)
             own = torch.arange(batch, device=video.device).reshape(1, 1, batch)
             per_anchor = masked_info_nce(sim, cand, own.expand(sim.shape[:3]))  # (K, T, C)
             out["loss_align_video"] = (per_anchor * positive.t().float()).sum() / denom
@@ -410,6 +425,24 @@ class _RowNorm(torch.autograd.Function):
 
 def _row_norm(x: Tensor) -> Tensor:
     return _RowNorm.apply(x)
+
+
+def _same_video_pairs(
+    targets: Mapping[str, Any], batch: int, device: torch.device
+) -> Tensor | None:
+    """``(B, B)`` bool: ``[c, b]`` True when samples ``c != b`` show the same video; None when
+    ``targets`` has no ``video_ids`` or no two samples share a video."""
+    ids = targets.get("video_ids")
+    if ids is None:
+        return None
+    ids = torch.as_tensor(ids, device=device)
+    if ids.shape != (batch,):
+        raise CriterionInputError(
+            f"SDSTCriterion: targets['video_ids'] has shape {tuple(ids.shape)}, expected ({batch},)"
+        )
+    same = ids.unsqueeze(1) == ids.unsqueeze(0)
+    same.fill_diagonal_(False)
+    return same
 
 
 def _term_of(key: str) -> str:

@@ -76,7 +76,9 @@ class SDSTConfig:
     num_points: int = 4  # P sampling points per head (Table A)
     rdsa_points: Literal["c", "lr", "lcr"] = "lcr"  # Table M
     rdsa_cnn: bool = True  # Table M
-    rdsa_use_latent: bool = True  # offsets also see H (paper leaves it open)
+    # False: Eq. 10-11 as written, offsets/weights from CNN(D)[l, c, r] only. True: a linear map
+    # of the decoder latent H is added to that query (a hybrid with deformable CA).
+    rdsa_use_latent: bool = False
     rdsa_query_dim: int = 64
     roi_size: int = 16
     roi_scale: float = 0.0

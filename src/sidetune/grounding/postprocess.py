@@ -1,6 +1,7 @@
 """Inference post-processing (SDST supplementary C.4): model outputs -> prediction rows.
 
-1. confidence ``C = sqrt(p * actionness)`` per query (Eq. 23), ``p = sigmoid(pred_logits)``;
+1. confidence ``C = sqrt(p * actionness)`` per query (Eq. 23), ``p = sigmoid(pred_logits)``
+   (``p`` alone or ``actionness`` alone when the other head is switched off, Table E);
 2. spans -> ``[start, end]`` clamped to the video duration; windows that are empty after
    clamping (they lie entirely past the end of the video) are dropped;
 3. soft-NMS (Gaussian by default) on the confidences, batched over the videos;
@@ -41,8 +42,11 @@ class PostprocessConfig:
     # Windows whose (decayed) score falls below this are not reported.
     score_threshold: float = 0.0
     top_k: int = 10
-    # Eq. 23; False ranks by the class probability alone (e.g. model without actionness head).
+    # Eq. 23 uses both heads. use_actionness=false ranks by the class probability alone,
+    # use_cls=false by the actionness alone. A grounding config sets them from loss.disabled
+    # (an untrained head must not enter the ranking; see GroundingConfig).
     use_actionness: bool = True
+    use_cls: bool = True
     decimals: int = 4
 
     def __post_init__(self) -> None:
@@ -54,14 +58,27 @@ class PostprocessConfig:
             raise ConfigError("top_k: must be >= 1")
         if self.decimals < 0:
             raise ConfigError("decimals: must be >= 0")
+        if not (self.use_cls or self.use_actionness):
+            raise ConfigError(
+                "use_cls and use_actionness are both false: nothing to rank the moments by"
+            )
 
 
-def confidence(pred_logits: Tensor, pred_actionness: Tensor | None) -> Tensor:
-    """Eq. 23: ``sqrt(sigmoid(logits) * actionness)`` (actionness clamped to [0, 1])."""
+def confidence(pred_logits: Tensor | None, pred_actionness: Tensor | None) -> Tensor:
+    """Eq. 23: ``sqrt(sigmoid(logits) * actionness)`` (actionness clamped to [0, 1]).
+
+    With one of the two missing (its head switched off), the other alone: ``sigmoid(logits)``
+    or ``actionness``. Shapes ``(B, M)`` -> ``(B, M)``.
+    """
+    act = pred_actionness.float().clamp(0.0, 1.0) if pred_actionness is not None else None
+    if pred_logits is None:
+        if act is None:
+            raise PostprocessError("confidence needs pred_logits, pred_actionness or both")
+        return act
     p = pred_logits.float().sigmoid()
-    if pred_actionness is None:
+    if act is None:
         return p
-    return (p * pred_actionness.float().clamp(0.0, 1.0)).sqrt()
+    return (p * act).sqrt()
 
 
 def soft_nms(
@@ -163,7 +180,7 @@ def postprocess(
                 "set postprocess.use_actionness=false for a model without it"
             )
         actionness = outputs["pred_actionness"]
-    scores = confidence(logits, actionness)  # (B, M) Eq. 23
+    scores = confidence(logits if cfg.use_cls else None, actionness)  # (B, M) Eq. 23
 
     device = logits.device
     timeline = torch.tensor(

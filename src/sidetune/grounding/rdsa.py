@@ -130,9 +130,12 @@ class RDSA(nn.Module):
     """Reference-based Deformable Self-Attention (Eq. 10-11).
 
     ``X_Q = CNN(D)[l, c, r]`` (``(B, M, 3F)``, linear sampling, border-clamped), projected by an
-    MLP to ``query_dim`` (64), optionally plus a linear map of the decoder latent ``H``
-    (``use_latent``); linear heads give per-head offsets and weights for P points, then the
+    MLP to ``query_dim`` (64); linear heads give per-head offsets and weights for P points, then the
     dense values are aggregated at ``c + (w/2) * offset`` (Eq. 9).
+
+    ``use_latent=False`` (default) is Eq. 10-11 as written: the offsets and weights depend on
+    ``D`` and ``R`` only. ``use_latent=True`` adds a linear map of the decoder latent ``H`` to
+    ``Q_hat``: a hybrid of RDSA and deformable CA (an option, not the paper's module).
     """
 
     def __init__(
@@ -143,7 +146,7 @@ class RDSA(nn.Module):
         query_dim: int = 64,
         points: SamplingPoints = "lcr",
         use_cnn: bool = True,
-        use_latent: bool = True,
+        use_latent: bool = False,
     ) -> None:
         super().__init__()
         self.points = points
@@ -243,7 +246,7 @@ def build_video_attention(
     query_dim: int = 64,
     points: SamplingPoints = "lcr",
     use_cnn: bool = True,
-    use_latent: bool = True,
+    use_latent: bool = False,
     dropout: float = 0.0,
 ) -> nn.Module:
     """The core module for ``attention`` = ``rdsa`` | ``deformable_ca`` | ``standard_ca``."""
