@@ -20,13 +20,15 @@ import argparse
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from sidetune.engine import (
     TrainConfig,
@@ -37,6 +39,7 @@ from sidetune.engine import (
 )
 from sidetune.grounding.losses import LossConfig, SDSTCriterion
 from sidetune.grounding.model import SDSTConfig, build_sdst
+from sidetune.nn.fast import plain_paths
 from sidetune.utils.io import write_json
 from sidetune.utils.params import count_parameters
 
@@ -105,6 +108,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="GPU only")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--rounds", type=int, default=1, help="timing rounds (interleaved)")
+    p.add_argument(
+        "--compare-plain",
+        action="store_true",
+        help="also time the plain reference paths (sidetune.nn.fast), interleaved",
+    )
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.add_argument(
+        "--epoch", action="store_true", help="also run bench_sdst_epoch.py (epoch vs steps)"
+    )
+    p.add_argument("--epoch-args", default="", help="arguments for bench_sdst_epoch.py")
     p.add_argument("--profile", action="store_true", help="print the top operators of one step")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
@@ -112,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_step(
     argv: list[str] | None = None,
-) -> tuple[Callable[[], float], dict[str, Any]]:
+) -> tuple[Callable[[], Tensor], dict[str, Any]]:
     """A closure running one training step (returns the loss) and facts about the model."""
     args = parse_args(argv)
     device = resolve_device(args.device)
@@ -135,7 +149,7 @@ def build_step(
     batch = make_batch(args, device)
     inputs = [batch[k] for k in ("video_feats", "video_mask", "text_feats", "text_mask")]
 
-    def step() -> float:
+    def step() -> Tensor:
         with autocast_context(args.amp, device):
             losses = criterion(model(*inputs), batch["targets"])
         loss = losses["loss"]
@@ -151,10 +165,38 @@ def build_step(
             scaler.update()
         else:
             optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     trainable, total = count_parameters(model)
     return step, {"args": args, "device": device, "trainable": trainable, "total": total}
+
+
+def count_gflop(step: Callable[[], Any]) -> float:
+    """FLOPs of one step (forward + backward; ``torch.utils.flop_counter``: matmuls,
+    convolutions, attention), in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def time_steps(step: Callable[[], Tensor], n: int, device: torch.device) -> list[float]:
+    """Seconds per step of ``n`` steps. On CUDA the loop never syncs inside (the trainer syncs
+    once per logged step); the mean of the synced window is returned ``n`` times."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+        return [(time.perf_counter() - t0) / n] * n
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,17 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times: list[float] = []
+    plain_times: list[float] = []
     cpu0 = time.process_time()
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = step()  # float() of the loss syncs the device
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    cpu_per_step = (time.process_time() - cpu0) / args.steps
-    times.sort()
-    median = times[len(times) // 2]
+    # Interleaved rounds (fast, then plain if asked) so that a shared machine's load hits both.
+    per_round = max(1, args.steps // args.rounds)
+    for _ in range(args.rounds):
+        times += time_steps(step, per_round, device)
+        if args.compare_plain:
+            with plain_paths():
+                plain_times += time_steps(step, per_round, device)
+    cpu_per_step = (time.process_time() - cpu0) / (len(times) + len(plain_times))
+    loss = float(step())
+    peak_rss = peak_rss_mib()
     trainable, total = info["trainable"], info["total"]
     result: dict[str, Any] = {
         "benchmark": "sdst_train_step",
@@ -190,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
-        "amp": args.amp if device.type == "cuda" else "none",
+        "amp": args.amp,
         "shapes": {
             "batch": args.batch_size,
             "T": args.clips,
@@ -204,22 +249,39 @@ def main(argv: list[str] | None = None) -> int:
         },
         "params_trainable": trainable,
         "params_total": total,
-        "steps": args.steps,
-        "step_s_median": round(median, 4),
-        "step_s_min": round(times[0], 4),
-        "it_per_s": round(1.0 / median, 3),
+        "steps": len(times),
+        "step_s_median": round(statistics.median(times), 4),
+        "step_s_min": round(min(times), 4),
+        "it_per_s": round(1.0 / statistics.median(times), 3),
         # process CPU seconds (all threads) per step: less sensitive to a shared machine
         "cpu_s_per_step": round(cpu_per_step, 4),
         "last_loss": round(loss, 4),
     }
+    if plain_times:
+        result["plain_step_s_median"] = round(statistics.median(plain_times), 4)
+        result["fast_over_plain"] = round(
+            statistics.median(times) / statistics.median(plain_times), 3
+        )
     if device.type == "cuda":
         result["max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     else:
         result["rss_before_mib"] = round(rss_before, 1)
-        result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+        result["peak_rss_mib"] = round(peak_rss, 1)
+    if not args.no_flops:
+        result["gflop_per_step"] = round(count_gflop(step), 2)
+        if args.compare_plain:
+            with plain_paths():
+                result["plain_gflop_per_step"] = round(count_gflop(step), 2)
+    if args.epoch:
+        from bench_sdst_epoch import run_epoch_bench
 
-    rows = [(k, v) for k, v in result.items() if k != "shapes"]
+        epoch = run_epoch_bench(args.epoch_args.split(), step_s=None)
+        result["epoch"] = epoch
+
+    rows = [(k, v) for k, v in result.items() if k not in ("shapes", "epoch")]
     rows.insert(2, ("shapes", " ".join(f"{k}={v}" for k, v in result["shapes"].items())))
+    if "epoch" in result:
+        rows += [(f"epoch.{k}", v) for k, v in result["epoch"].items()]
     width = max(len(k) for k, _ in rows)
     print("SDST training step (forward + losses + matcher + backward + clip + AdamW)")
     for k, v in rows:

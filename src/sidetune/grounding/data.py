@@ -48,6 +48,7 @@ from sidetune.config import ConfigError
 from sidetune.errors import SidetuneError
 from sidetune.features.store import SUFFIXES, FeatureStore
 from sidetune.grounding.annotations import CLIP_LENGTH, GroundingRecord, load_annotations
+from sidetune.grounding.span_utils import pad_spans
 
 Split = Literal["train", "val", "test"]
 
@@ -420,6 +421,8 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         text_feats: ``(B, K, L, F_t)`` float32, zero beyond each query's tokens.
         text_mask: ``(B, L)`` bool, True = valid token.
         targets: ``{"spans": list of B (N_i, 2) float32 normalized (center, width),
+            "spans_padded": (B, N_max, 2) the same spans zero-padded (padding rows (0.5, 0)),
+            "spans_mask": (B, N_max) bool (True = real span),
             "saliency": (B, T) float32, "video_ids": (B,) int64 (equal = same video)}``;
             absent when the samples have no ground truth.
         metas: list of B dicts (qid, vid, query, duration, num_clips, clip_length).
@@ -455,8 +458,13 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for i, s in enumerate(samples):
             saliency[i, : len(s["saliency"])] = torch.from_numpy(s["saliency"])
         vids: dict[str, int] = {}
+        spans = [torch.from_numpy(s["spans"]) for s in samples]
+        # Padded once here (in a loader worker), so the loss never pads on the training device.
+        spans_padded, spans_mask = pad_spans(spans)
         batch["targets"] = {
-            "spans": [torch.from_numpy(s["spans"]) for s in samples],
+            "spans": spans,
+            "spans_padded": spans_padded,
+            "spans_mask": spans_mask,
             "saliency": saliency,
             # Same id = same video: the alignment loss must not use one as the other's negative.
             "video_ids": torch.tensor(

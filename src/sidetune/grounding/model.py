@@ -194,10 +194,11 @@ class SDST(nn.Module):
                 f"masks must be (B, T)={(b, t)} and (B, L)={(b, text_feats.shape[2])}; got "
                 f"{tuple(video_mask.shape)} and {tuple(text_mask.shape)}"
             )
-        if not bool(video_mask[:, 0].all()):
-            raise ValueError(
-                "every sample needs at least one valid clip, left-aligned (video_mask[:, 0])"
-            )
+        msg = "every sample needs at least one valid clip, left-aligned (video_mask[:, 0])"
+        if video_mask.device.type != "cpu":
+            torch._assert_async(video_mask[:, 0].all(), msg)  # checked on the device: no sync
+        elif not bool(video_mask[:, 0].all()):
+            raise ValueError(msg)
 
     def text_attention_mask(self, text_mask: Tensor) -> Tensor:
         """Tokens used by the CAs and pooling: ``text_mask`` minus the CLS token (if any).
@@ -310,12 +311,19 @@ def _projection(in_dim: int, cfg: SDSTConfig) -> MLP:
     return MLP(in_dim, f, f, cfg.proj_layers, dropout=cfg.proj_dropout)
 
 
-def project_valid(mlp: nn.Module, feats: Tensor, mask: Tensor) -> Tensor:
+def project_valid(mlp: nn.Module, feats: Tensor, mask: Tensor, pack: bool | None = None) -> Tensor:
     """Apply ``mlp`` to the valid rows only: ``(B, K, N, C_in), (B, N) -> (B, K, N, F)``.
 
-    Padded clips / tokens come out as zeros; skipping them saves most of the cost of the wide
-    text projection (queries are much shorter than the padded length).
+    Padded clips / tokens come out as zeros. ``pack`` (default: on CPU) gathers the valid rows
+    first, which saves most of the cost of the wide text projection (queries are much shorter
+    than the padded length); without it every row is projected and the padded ones are zeroed
+    after (same outputs; on an accelerator the gather would need the number of valid rows on
+    the host, a synchronisation that costs more than the padded rows).
     """
+    if pack is None:
+        pack = feats.device.type == "cpu"
+    if not pack:
+        return mlp(feats) * mask[:, None, :, None].to(feats.dtype)
     if bool(mask.all()):
         return mlp(feats)
     b, k, n, _ = feats.shape

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sidetune.nn.attention import MultiHeadAttention
+from sidetune.nn.attention import MultiHeadAttention, residual
 from sidetune.nn.deformable_1d import deformable_aggregate_1d, sample_1d
 from sidetune.nn.drop_path import DropPath
 from sidetune.nn.mlp import MLP
@@ -235,7 +235,7 @@ class VideoAttentionBlock(nn.Module):
         mask: Tensor,
     ) -> Tensor:
         out = self.core(latent, refs, query_pos, dense, dense_pos, mask)
-        return self.norm(latent + self.drop_path(out))
+        return self.norm(residual(latent, out, self.drop_path))
 
 
 def build_video_attention(

@@ -1,0 +1,137 @@
+"""SDST training step: the fast paths and the accelerator path give the plain path's numbers.
+
+The accelerator path (no packing, batched torch Hungarian, padded spans from the collate) is
+what runs on a GPU; here it runs on the CPU and must equal the default CPU path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import torch
+
+from sidetune.grounding import model as model_mod
+from sidetune.grounding.data import collate_grounding
+from sidetune.grounding.losses import LossConfig, SDSTCriterion
+from sidetune.grounding.model import project_valid, sdst_synthetic
+from sidetune.grounding.span_utils import pad_spans
+from sidetune.nn.fast import plain_paths
+from sidetune.nn.mlp import MLP
+
+FV, FT = 12, 10
+
+
+def _batch(b: int = 4, k: int = 2, t: int = 11, length: int = 6) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(2)
+    video_mask = torch.ones(b, t, dtype=torch.bool)
+    video_mask[1, 6:] = False
+    video_mask[3, 8:] = False
+    text_mask = torch.ones(b, length, dtype=torch.bool)
+    text_mask[2, 3:] = False
+    spans = [torch.tensor([[0.3, 0.2]]), torch.tensor([[0.5, 0.3], [0.2, 0.1]])]
+    spans += [torch.tensor([[0.7, 0.2], [0.4, 0.1], [0.15, 0.1]]), torch.tensor([[0.5, 0.5]])]
+    saliency = (torch.rand(b, t, generator=g) * 4).floor() * video_mask
+    return {
+        "video_feats": torch.randn(b, k, t, FV, generator=g),
+        "video_mask": video_mask,
+        "text_feats": torch.randn(b, k, length, FT, generator=g),
+        "text_mask": text_mask,
+        "targets": {"spans": spans, "saliency": saliency},
+    }
+
+
+def _step(
+    model: torch.nn.Module, criterion: SDSTCriterion, batch: dict[str, Any], seed: int = 0
+) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Losses and parameter gradients of one training step from a fixed RNG state."""
+    model.zero_grad()
+    torch.manual_seed(seed)  # dropout, drop path, saliency anchors: the same draws
+    inputs = [batch[k] for k in ("video_feats", "video_mask", "text_feats", "text_mask")]
+    losses = criterion(model(*inputs), batch["targets"])
+    losses["loss"].backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    return {k: v.detach() for k, v in losses.items()}, grads
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    (la, ga), (lb, gb) = a, b
+    assert la.keys() == lb.keys()
+    for key in la:
+        torch.testing.assert_close(la[key], lb[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert len(ga) == len(gb)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["rdsa", "deformable_ca", "standard_ca"])
+def test_fast_paths_equal_plain_training_step(attention: str) -> None:
+    torch.manual_seed(0)
+    model = sdst_synthetic(FV, FT, attention=attention).train()
+    criterion = SDSTCriterion(LossConfig())
+    batch = _batch()
+    with plain_paths():
+        plain = _step(model, criterion, batch)
+    fast = _step(model, criterion, batch)
+    _assert_same(fast, plain)
+
+
+def test_accelerator_path_equals_cpu_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No packing + torch solver + collate-padded spans == packing + scipy + list spans."""
+    torch.manual_seed(0)
+    model = sdst_synthetic(FV, FT).eval()  # eval: packing changes how many dropout draws
+    batch = _batch()
+    cpu = _step(model, SDSTCriterion(LossConfig(matcher_solver="scipy")), batch)
+
+    real = model_mod.project_valid
+    monkeypatch.setattr(model_mod, "project_valid", lambda m, f, k: real(m, f, k, pack=False))
+    padded, mask = pad_spans(batch["targets"]["spans"])
+    accel_batch = {**batch, "targets": {**batch["targets"], "spans_padded": padded}}
+    accel_batch["targets"]["spans_mask"] = mask
+    accel = _step(model, SDSTCriterion(LossConfig(matcher_solver="torch")), accel_batch)
+    _assert_same(accel, cpu)
+
+
+def test_torch_and_scipy_matchers_agree_on_the_assignment() -> None:
+    criterion = SDSTCriterion(LossConfig())
+    g = torch.Generator().manual_seed(0)
+    logits, spans = torch.randn(3, 4, 8, generator=g), torch.rand(3, 4, 8, 2, generator=g)
+    gt, mask = pad_spans(_batch()["targets"]["spans"])
+    a = replace(criterion.cfg, matcher_solver="scipy").build_matcher()
+    b = replace(criterion.cfg, matcher_solver="torch").build_matcher()
+    dense_a = a.match_dense(logits, spans, gt, mask)
+    dense_b = b.match_dense(logits, spans, gt, mask)
+    assert dense_a.shape == (3, 4, 3)
+    assert torch.equal(dense_a, dense_b)
+    assert torch.equal(dense_a >= 0, mask.expand(3, -1, -1))
+
+
+def test_project_valid_pack_equals_mask() -> None:
+    torch.manual_seed(0)
+    mlp = MLP(FT, 8, 8, 2).eval()
+    feats = torch.randn(3, 2, 5, FT)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    packed = project_valid(mlp, feats, mask, pack=True)
+    masked = project_valid(mlp, feats, mask, pack=False)
+    torch.testing.assert_close(packed, masked)
+    assert (packed[1, :, 2:] == 0).all()
+
+
+def test_collate_pads_spans_once() -> None:
+    import numpy as np
+
+    def sample(n: int, vid: str) -> dict[str, Any]:
+        return {
+            "video_feats": np.zeros((2, 4, 3), np.float16),
+            "text_feats": np.zeros((2, 2, 5), np.float16),
+            "spans": np.full((n, 2), 0.25, np.float32),
+            "saliency": np.zeros(4, np.float32),
+            "meta": {"qid": n, "vid": vid},
+        }
+
+    batch = collate_grounding([sample(1, "a"), sample(3, "b")])
+    targets = batch["targets"]
+    assert targets["spans_padded"].shape == (2, 3, 2)
+    assert targets["spans_mask"].tolist() == [[True, False, False], [True, True, True]]
+    torch.testing.assert_close(targets["spans_padded"][1], torch.full((3, 2), 0.25))
