@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epoch:
         from bench_sdst_epoch import run_epoch_bench
 
-        epoch = run_epoch_bench(args.epoch_args.split(), step_s=None)
+        epoch = run_epoch_bench(args.epoch_args.split())
         result["epoch"] = epoch
 
     rows = [(k, v) for k, v in result.items() if k not in ("shapes", "epoch")]

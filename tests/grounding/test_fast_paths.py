@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from sidetune.grounding import model as model_mod
 from sidetune.grounding.data import collate_grounding
 from sidetune.grounding.losses import LossConfig, SDSTCriterion
 from sidetune.grounding.model import project_valid, sdst_synthetic
 from sidetune.grounding.span_utils import pad_spans
-from sidetune.nn.fast import plain_paths
+from sidetune.nn.fast import plain_paths, sync_free_paths
 from sidetune.nn.mlp import MLP
 
 FV, FT = 12, 10
@@ -77,20 +77,63 @@ def test_fast_paths_equal_plain_training_step(attention: str) -> None:
     _assert_same(fast, plain)
 
 
-def test_accelerator_path_equals_cpu_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def _accelerator_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    padded, mask = pad_spans(batch["targets"]["spans"])
+    targets = {**batch["targets"], "spans_padded": padded, "spans_mask": mask}
+    return {**batch, "targets": targets}
+
+
+def test_accelerator_path_equals_cpu_path() -> None:
     """No packing + torch solver + collate-padded spans == packing + scipy + list spans."""
     torch.manual_seed(0)
     model = sdst_synthetic(FV, FT).eval()  # eval: packing changes how many dropout draws
     batch = _batch()
-    cpu = _step(model, SDSTCriterion(LossConfig(matcher_solver="scipy")), batch)
-
-    real = model_mod.project_valid
-    monkeypatch.setattr(model_mod, "project_valid", lambda m, f, k: real(m, f, k, pack=False))
-    padded, mask = pad_spans(batch["targets"]["spans"])
-    accel_batch = {**batch, "targets": {**batch["targets"], "spans_padded": padded}}
-    accel_batch["targets"]["spans_mask"] = mask
-    accel = _step(model, SDSTCriterion(LossConfig(matcher_solver="torch")), accel_batch)
+    cpu = _step(model, SDSTCriterion(LossConfig()), batch)
+    with sync_free_paths():
+        accel = _step(model, SDSTCriterion(LossConfig()), _accelerator_batch(batch))
     _assert_same(accel, cpu)
+
+
+class _HostSyncs(TorchDispatchMode):
+    """Records the operators that make a CUDA device wait for the host to read a value."""
+
+    SYNCING = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = func._schema.name
+        if name in self.SYNCING or (name == "aten::index" and _bool_index(args)):
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _bool_index(args: Any) -> bool:
+    indices = args[1] if len(args) > 1 else []
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
+
+
+def test_accelerator_path_has_no_host_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward, every loss, the matcher and backward queue without reading a device value."""
+    torch.manual_seed(0)
+    model = sdst_synthetic(FV, FT).train()
+    criterion = SDSTCriterion(LossConfig())
+    batch = _accelerator_batch(_batch())
+    monkeypatch.setattr(torch.Tensor, "numpy", _no_numpy)
+    with sync_free_paths(), _HostSyncs() as syncs:
+        _step(model, criterion, batch)
+    assert syncs.seen == []
+    # the CPU path does sync (packing, scipy): the probe sees it
+    monkeypatch.undo()
+    with _HostSyncs() as syncs:
+        _step(model, criterion, _batch())
+    assert syncs.seen
+
+
+def _no_numpy(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the accelerator path copied a tensor to the host (Tensor.numpy)")
 
 
 def test_torch_and_scipy_matchers_agree_on_the_assignment() -> None:

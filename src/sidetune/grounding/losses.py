@@ -351,7 +351,8 @@ class SDSTCriterion(nn.Module):
             top, anchors = draw.topk(min(self.cfg.saliency_positives, num_clips), dim=-1)
             chosen = top >= 0  # (B, P): fewer positives than draws -> some draws unused
         anchor_sal = sal.gather(1, anchors)  # (B, P)
-        is_anchor = F.one_hot(anchors, num_clips).bool()  # (B, P, T)
+        # (B, P, T); a comparison, not F.one_hot, which reads the index range back to the host
+        is_anchor = anchors.unsqueeze(-1) == torch.arange(num_clips, device=anchors.device)
         negatives = valid.unsqueeze(1) & (sal.unsqueeze(1) < anchor_sal.unsqueeze(-1))
         per_anchor = masked_info_nce(
             logits.unsqueeze(1).expand(-1, anchors.shape[1], -1), negatives | is_anchor, anchors

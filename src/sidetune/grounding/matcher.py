@@ -29,6 +29,7 @@ from sidetune.grounding.span_utils import (
     span_cxw_to_xx,
     temporal_iou,
 )
+from sidetune.nn.fast import sync_free
 
 Match = tuple[Tensor, Tensor]  # (query indices, GT indices), int64 CPU tensors of equal length
 
@@ -163,7 +164,7 @@ class HungarianMatcher(nn.Module):
         num_levels, batch, num_queries = pred_logits.shape
         n = gt_spans.shape[1]
         device = pred_logits.device
-        use_torch = self.solver == "torch" or (self.solver == "auto" and device.type != "cpu")
+        use_torch = self.solver == "torch" or (self.solver == "auto" and sync_free(device))
         if n == 0:
             return torch.zeros(num_levels, batch, 0, dtype=torch.long, device=device)
         if use_torch and n <= num_queries:

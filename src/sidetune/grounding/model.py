@@ -45,6 +45,7 @@ from sidetune.grounding.sparse_stream import (
     SparseStreamLayer,
     refine_references,
 )
+from sidetune.nn.fast import sync_free
 from sidetune.nn.mlp import MLP
 from sidetune.nn.position import sinusoidal_position_embedding
 
@@ -195,7 +196,7 @@ class SDST(nn.Module):
                 f"{tuple(video_mask.shape)} and {tuple(text_mask.shape)}"
             )
         msg = "every sample needs at least one valid clip, left-aligned (video_mask[:, 0])"
-        if video_mask.device.type != "cpu":
+        if sync_free(video_mask.device):
             torch._assert_async(video_mask[:, 0].all(), msg)  # checked on the device: no sync
         elif not bool(video_mask[:, 0].all()):
             raise ValueError(msg)
@@ -314,14 +315,15 @@ def _projection(in_dim: int, cfg: SDSTConfig) -> MLP:
 def project_valid(mlp: nn.Module, feats: Tensor, mask: Tensor, pack: bool | None = None) -> Tensor:
     """Apply ``mlp`` to the valid rows only: ``(B, K, N, C_in), (B, N) -> (B, K, N, F)``.
 
-    Padded clips / tokens come out as zeros. ``pack`` (default: on CPU) gathers the valid rows
+    Padded clips / tokens come out as zeros. ``pack`` (default: unless :func:`sync_free`,
+    i.e. on the CPU) gathers the valid rows
     first, which saves most of the cost of the wide text projection (queries are much shorter
     than the padded length); without it every row is projected and the padded ones are zeroed
     after (same outputs; on an accelerator the gather would need the number of valid rows on
     the host, a synchronisation that costs more than the padded rows).
     """
     if pack is None:
-        pack = feats.device.type == "cpu"
+        pack = not sync_free(feats.device)
     if not pack:
         return mlp(feats) * mask[:, None, :, None].to(feats.dtype)
     if bool(mask.all()):
