@@ -3,15 +3,20 @@
 One step = SDST forward + every loss term (with the Hungarian matcher) + backward + gradient
 clipping + AdamW, exactly what ``sidetune train`` runs per iteration. Default shapes follow
 the QVHighlights setting: batch 32, T=75 clips, K=4 levels, L=32 tokens, M=30 queries,
-F_v=768, F_t=4096 (released LLaMA text features).
+F_v=768, F_t=4096 (released LLaMA text features: one layer for all K levels, as the data
+pipeline sends it; ``--text-levels distinct`` for a text layer per level).
 
-CPU: seconds per step and the process's peak resident memory (``resource.getrusage``, no
-psutil) next to the resident memory before the first step. CUDA: it/s and
-``torch.cuda.max_memory_allocated``. Prints a table and writes ``bench/results/sdst_step.json``
-atomically. ``--profile`` prints the top operators of one step (torch.profiler).
+Reports seconds per step, GFLOP per step (``torch.utils.flop_counter``: matmuls, convolutions,
+attention; forward + backward) and memory: on CPU the process's peak resident memory
+(``resource.getrusage``, no psutil) next to the resident memory before the first step; on CUDA
+it/s (steps queued without a host sync inside the timed window, as the trainer does between
+log points) and ``torch.cuda.max_memory_allocated``. ``--compare-plain`` also times the plain
+reference paths (``sidetune.nn.fast.plain_paths``) in interleaved rounds; ``--epoch`` adds
+``bench_sdst_epoch.py``'s epoch-vs-steps ratio. Prints a table and writes
+``bench/results/sdst_step.json`` atomically. ``--profile`` prints the top operators of a step.
 
-    python bench/bench_sdst_step.py                      # CPU, float32
-    python bench/bench_sdst_step.py --device cuda --amp bf16
+    python bench/bench_sdst_step.py --threads 2 --compare-plain --rounds 3 --steps 9   # CPU
+    python bench/bench_sdst_step.py --device cuda --amp bf16 --steps 50 --warmup 10    # GPU
 """
 
 from __future__ import annotations
@@ -69,7 +74,10 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     g = torch.Generator().manual_seed(0)
     b, k, t, length = args.batch_size, args.levels, args.clips, args.tokens
     video = torch.randn(b, k, t, args.video_dim, generator=g)
-    text = torch.randn(b, k, length, args.text_dim, generator=g)
+    # The released 4096-d LLaMA text features are one layer, which the data pipeline sends once
+    # for all K levels ((B, 1, L, F_t)); "distinct" gives every level its own text layer.
+    k_text = 1 if args.text_levels == "shared" else k
+    text = torch.randn(b, k_text, length, args.text_dim, generator=g)
     video_mask = torch.ones(b, t, dtype=torch.bool)
     text_mask = torch.ones(b, length, dtype=torch.bool)
     # Realistic padding: some shorter videos and queries.
@@ -104,6 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-dim", type=int, default=768)
     p.add_argument("--text-dim", type=int, default=4096)
     p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument(
+        "--text-levels",
+        default="shared",
+        choices=["shared", "distinct"],
+        help="one text layer for all levels (released LLaMA features) or one per level",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="GPU only")
@@ -115,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time the plain reference paths (sidetune.nn.fast), interleaved",
     )
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the dense and sparse stream layers (experiment)",
+    )
     p.add_argument(
         "--epoch", action="store_true", help="also run bench_sdst_epoch.py (epoch vs steps)"
     )
@@ -139,6 +158,10 @@ def build_step(
         num_levels=args.levels,
     )
     model = build_sdst(model_cfg).to(device).train()
+    if args.compile:
+        for layers in (model.dense_layers, model.sparse_layers):
+            for i, layer in enumerate(layers):
+                layers[i] = torch.compile(layer, dynamic=False)  # type: ignore[assignment]
     criterion = SDSTCriterion(LossConfig()).to(device)
     train_cfg = TrainConfig(amp=args.amp)
     optimizer = build_optimizer(
@@ -245,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "M": args.queries,
             "F_v": args.video_dim,
             "F_t": args.text_dim,
+            "text_levels": args.text_levels,
             "hidden": args.hidden_dim,
         },
         "params_trainable": trainable,

@@ -178,3 +178,54 @@ def test_collate_pads_spans_once() -> None:
     assert targets["spans_padded"].shape == (2, 3, 2)
     assert targets["spans_mask"].tolist() == [[True, False, False], [True, True, True]]
     torch.testing.assert_close(targets["spans_padded"][1], torch.full((3, 2), 0.25))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_shared_text_layer_equals_repeated_text(train: bool) -> None:
+    """A one-layer text sent once (B, 1, L, F) == the same layer repeated to K levels."""
+    torch.manual_seed(0)
+    model = sdst_synthetic(FV, FT, num_levels=3).train(train)
+    # Unmatched terms only: on a fresh model near-tied matching costs may flip on 1e-7 noise.
+    criterion = SDSTCriterion(LossConfig(disabled=["cls", "l1", "iou"]))
+    batch = _batch(k=3)
+    one = batch["text_feats"][:, :1]
+    repeated = {**batch, "text_feats": one.expand(-1, 3, -1, -1).contiguous()}
+    shared = {**batch, "text_feats": one}
+    with plain_paths():
+        plain = _step(model, criterion, repeated)
+    fast = _step(model, criterion, shared)
+    _assert_same(fast, plain)
+    if not train:  # unpacked (accelerator) form; packing changes how many dropout draws
+        with sync_free_paths():
+            _assert_same(_step(model, criterion, shared), plain)
+
+
+def test_shared_text_runs_the_wide_layer_once() -> None:
+    mlp = MLP(FT, 8, 8, 2, dropout=0.5).train()
+    seen = []
+    mlp.layers[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    feats = torch.randn(3, 1, 5, FT)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    out = project_valid(mlp, feats, mask, levels=4)
+    assert out.shape == (3, 4, 5, 8)
+    assert seen == [13]  # the valid tokens, once, not 4 x 13
+    assert (out[1, :, 3:] == 0).all()
+    assert not torch.equal(out[0, 0], out[0, 1])  # each level drew its own dropout mask
+
+
+def test_collate_sends_a_shared_text_layer_once() -> None:
+    import numpy as np
+
+    def sample(shared: bool) -> dict[str, Any]:
+        text = np.ones((1, 2, 5), np.float16)
+        return {
+            "video_feats": np.zeros((3, 4, 3), np.float16),
+            "text_feats": np.broadcast_to(text, (3, 2, 5)) if shared else np.repeat(text, 3, 0),
+            "spans": np.full((1, 2), 0.25, np.float32),
+            "saliency": np.zeros(4, np.float32),
+            "meta": {"qid": 0, "vid": "a"},
+        }
+
+    assert collate_grounding([sample(True), sample(True)])["text_feats"].shape == (2, 1, 2, 5)
+    assert collate_grounding([sample(True), sample(False)])["text_feats"].shape == (2, 3, 2, 5)
