@@ -127,6 +127,27 @@ def markdown(summary: dict[str, dict[str, tuple[float, float]]], seeds: int) -> 
     return "\n".join(lines)
 
 
+PER_SEED = ["MR-full-mAP", "MR-full-R1@0.7", "MR-long-mAP", "HL-min-VeryGood-mAP"]
+
+
+def per_seed_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One row per variant, one column per seed and metric of ``PER_SEED`` (test split)."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    by = {(r["variant"], int(r["seed"])): r for r in rows}
+    head = "| variant | " + " | ".join(f"{k} s{s}" for k in PER_SEED for s in seeds) + " |"
+    lines = [head, "|" + "---|" * (len(PER_SEED) * len(seeds) + 1)]
+    for variant in VARIANTS:
+        if not any((variant, s) in by for s in seeds):
+            continue
+        cells = [
+            f"{by[(variant, s)]['test'][k]:.2f}" if (variant, s) in by else "-"
+            for k in PER_SEED
+            for s in seeds
+        ]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
@@ -140,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="config overrides for every run, e.g. train.epochs=30 train.lr_milestones=[22]",
     )
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (1 thread each)")
+    p.add_argument("--summary-only", action="store_true", help="only summarise the finished runs")
     args = p.parse_args(argv)
 
     from sidetune.utils.io import write_json
@@ -151,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (v, s)
         for s in args.seeds
         for v in args.variants
-        if not (out / "results" / f"{v}_s{s}.json").exists()
+        if not (out / "results" / f"{v}_s{s}.json").exists() and not args.summary_only
     ]
     print(f"{len(todo)} runs to do ({args.workers} at a time)", flush=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -165,14 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({row['train_seconds']:.0f}s)",
                 flush=True,
             )
-    rows = [
-        json.loads((out / "results" / f"{v}_s{s}.json").read_text())
-        for s in args.seeds
-        for v in args.variants
-    ]
+    # Summarise what exists (a sweep cut short still reports its finished runs).
+    paths = [out / "results" / f"{v}_s{s}.json" for s in args.seeds for v in args.variants]
+    rows = [json.loads(p.read_text()) for p in paths if p.exists()]
     summary = summarise(rows)
     write_json(out / "summary.json", {"runs": rows, "summary": summary})
-    print(markdown(summary, len(args.seeds)))
+    print(markdown(summary, len({r["seed"] for r in rows})))
+    print()
+    print(per_seed_markdown(rows))
     return 0
 
 

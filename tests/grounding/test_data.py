@@ -253,7 +253,6 @@ def test_dataset_on_synthetic_benchmark(tmp_path: Path) -> None:
         test=str(tmp_path / "test.jsonl"),
         video_features=str(tmp_path / "video_features"),
         text_features=str(tmp_path / "text_features"),
-        text_cls=True,
         cache_features=True,
     )
     sets = build_datasets(cfg)

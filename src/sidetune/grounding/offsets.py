@@ -177,7 +177,14 @@ def dump_offsets(
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise OffsetsError(f"{cfg_path}: not found; is {run_dir} a grounding run directory?")
-    dev = resolve_device(device or load_grounding_config(cfg_path, overrides).train.device)
+    saved = load_grounding_config(cfg_path, overrides)
+    if saved.model.attention == "standard_ca" or "rdsa" not in saved.model.sparse_modules:
+        raise OffsetsError(
+            f"{cfg_path}: the model has no deformable video attention (model.attention="
+            f"{saved.model.attention}, model.sparse_modules={list(saved.model.sparse_modules)}): "
+            "there are no offsets to record"
+        )
+    dev = resolve_device(device or saved.train.device)
     cfg, model, ckpt = load_run(run_dir, overrides, checkpoint, device=str(dev))
     if getattr(cfg.data, split) is None:
         raise ConfigError(f"data.{split} is null in {cfg_path}; pass data.{split}=PATH")
