@@ -134,7 +134,7 @@ def run_epoch_bench(argv: list[str] | None = None) -> dict[str, Any]:
     model = build_sdst(model_cfg).to(device).train()
     criterion = SDSTCriterion(LossConfig())
     train_cfg = TrainConfig(num_workers=args.workers)
-    optimizer = build_optimizer(param_groups(model, train_cfg), train_cfg)
+    optimizer = build_optimizer(param_groups(model, train_cfg), train_cfg, fused=True)
     params = [q for g in optimizer.param_groups for q in g["params"]]
     data_cfg = DataConfig(
         video_features=str(video_dir),

@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,19 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     }
 
 
+def _value(text: str) -> Any:
+    """``4`` -> 4, ``0.1`` -> 0.1, ``true`` -> True, anything else as given."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
@@ -112,6 +126,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-dim", type=int, default=768)
     p.add_argument("--text-dim", type=int, default=4096)
     p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument(
+        "--model",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further model.* keys, e.g. num_heads=4 ffn_ratio=2 (the demo's shapes)",
+    )
     p.add_argument(
         "--text-levels",
         default="shared",
@@ -129,6 +150,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time the plain reference paths (sidetune.nn.fast), interleaved",
     )
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.add_argument(
+        "--plain-optimizer", action="store_true", help="for-loop AdamW on CPU (not fused)"
+    )
     p.add_argument(
         "--compile",
         action="store_true",
@@ -157,6 +181,9 @@ def build_step(
         num_queries=args.queries,
         num_levels=args.levels,
     )
+    model_cfg = replace(
+        model_cfg, **{k: _value(v) for k, v in (o.split("=", 1) for o in args.model)}
+    )
     model = build_sdst(model_cfg).to(device).train()
     if args.compile:
         for layers in (model.dense_layers, model.sparse_layers):
@@ -165,7 +192,9 @@ def build_step(
     criterion = SDSTCriterion(LossConfig()).to(device)
     train_cfg = TrainConfig(amp=args.amp)
     optimizer = build_optimizer(
-        param_groups(model, train_cfg), train_cfg, fused=device.type == "cuda"
+        param_groups(model, train_cfg),
+        train_cfg,
+        fused=device.type == "cuda" or (device.type == "cpu" and not args.plain_optimizer),
     )
     scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" and device.type == "cuda" else None
     params = [q for g in optimizer.param_groups for q in g["params"]]
