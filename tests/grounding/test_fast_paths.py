@@ -229,3 +229,18 @@ def test_collate_sends_a_shared_text_layer_once() -> None:
 
     assert collate_grounding([sample(True), sample(True)])["text_feats"].shape == (2, 1, 2, 5)
     assert collate_grounding([sample(True), sample(False)])["text_feats"].shape == (2, 3, 2, 5)
+
+
+def test_bf16_autocast_keeps_spans_and_sampling_in_float32() -> None:
+    torch.manual_seed(0)
+    model = sdst_synthetic(FV, FT).train()
+    batch = _batch()
+    inputs = [batch[k] for k in ("video_feats", "video_mask", "text_feats", "text_mask")]
+    with torch.autocast("cpu", dtype=torch.bfloat16), sync_free_paths():
+        out = model(*inputs)
+        losses = SDSTCriterion(LossConfig())(out, batch["targets"])
+    assert out["pred_spans"].dtype == torch.float32
+    assert all(aux["pred_spans"].dtype == torch.float32 for aux in out["aux_outputs"])
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

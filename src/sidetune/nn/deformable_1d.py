@@ -32,6 +32,14 @@ from sidetune.nn.fast import fast_paths
 Padding = Literal["zeros", "border"]
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is a lower-precision float (bf16 / fp16 under autocast), else as is.
+
+    Sampling positions need more than bf16's ~3 significant digits (a quarter of a clip on a
+    75-clip timeline)."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
+
+
 def valid_lengths(mask: Tensor) -> Tensor:
     """Number of valid clips per sample: ``(B, T) bool -> (B,)`` float."""
     return mask.sum(dim=-1).to(torch.float32)
