@@ -140,7 +140,6 @@ def run_epoch_bench(argv: list[str] | None = None) -> dict[str, Any]:
         video_features=str(video_dir),
         text_features=str(text_dir),
         clip_length=2.0,
-        text_cls=True,
         cache_features=args.cache,
     )
     dataset = GroundingDataset(data_cfg, "train", records=records)
