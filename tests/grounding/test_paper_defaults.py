@@ -205,11 +205,13 @@ def test_presets_use_the_paper_defaults(name: str) -> None:
     assert SDSTConfig().rdsa_use_latent is False
 
 
-def test_data_text_cls_is_gone_model_text_cls_decides() -> None:
-    """``data.text_cls`` was read nowhere; the CLS handling is ``model.text_cls`` alone."""
-    with pytest.raises(ConfigError, match=r"data\.text_cls"):
-        load_grounding_config("sdst_synthetic", ["data.text_cls=true"])
-    assert load_grounding_config("sdst_qvhighlights").model.text_cls is True
+def test_data_text_cls_is_legacy_model_text_cls_decides() -> None:
+    """``data.text_cls`` was read nowhere; the CLS handling is ``model.text_cls`` alone. Saved
+    run configs still carry the key: they load, with a warning that it does nothing."""
+    assert load_grounding_config("sdst_synthetic").data.text_cls is None
+    with pytest.warns(FutureWarning, match=r"data\.text_cls=False is ignored"):
+        cfg = load_grounding_config("sdst_synthetic", ["data.text_cls=false"])
+    assert cfg.model.text_cls is True and cfg.data.text_cls is None
     assert load_grounding_config("sdst_qvhighlights_llama").model.text_cls is False
 
 

@@ -8,6 +8,7 @@ are errors naming the key. The resolved config is saved as ``run_dir/config.yaml
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,6 +48,15 @@ class GroundingConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.data.text_cls is not None:
+            # Saved run configs carry this never-read key: load them, but say it does nothing.
+            warnings.warn(
+                f"data.text_cls={self.data.text_cls} is ignored (legacy key); model.text_cls="
+                f"{self.model.text_cls} decides whether text token 0 is a CLS",
+                FutureWarning,
+                stacklevel=2,
+            )
+            self.data.text_cls = None
         # Table E rows: a loss term that is off leaves its head untrained, so it must not
         # enter the ranking (Eq. 23 falls back to the other head alone).
         off = set(self.loss.disabled)

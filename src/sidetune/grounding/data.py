@@ -72,6 +72,8 @@ class DataConfig:
     long_video: ``pool`` (average contiguous bins, keeps every window) or ``truncate``.
     max_query_len: at most this many text tokens (the first ones are kept).
     min_video_len: training rows with ``duration`` below this many seconds are skipped.
+    text_cls: legacy key, ignored (it was never read; run configs saved before it was dropped
+        still carry it). Whether text token 0 is a CLS is ``model.text_cls`` alone.
     cache_features: keep loaded feature arrays in memory (LRU of ``cache_max_items``; 0 = all).
     strict: annotation rows with errors stop loading (false: skip them and report them).
     """
@@ -90,6 +92,7 @@ class DataConfig:
     long_video: Literal["pool", "truncate"] = "pool"
     max_query_len: int = 32
     min_video_len: float = 5.0
+    text_cls: bool | None = None
     cache_features: bool = False
     cache_max_items: int = 0
     strict: bool = True
