@@ -15,7 +15,7 @@ and reports ``epoch_over_steps = epoch_s / (steps * step_s)`` (goal: <= 1.15). A
 data of that part is all that is written). Features are written once into ``--data-dir``
 (kept between runs; delete it to free the disk).
 
-    python bench/bench_sdst_epoch.py --fraction 0.1 --workers 2
+    python bench/bench_sdst_epoch.py --fraction 0.1 --workers 0
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fraction", type=float, default=0.1, help="part of an epoch to run")
     p.add_argument("--queries", type=int, default=QVH_TRAIN_QUERIES, help="queries per epoch")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--prefetch", type=int, default=2, help="batches prefetched per worker")
     p.add_argument("--cache", action="store_true", help="data.cache_features (in-memory)")
     p.add_argument("--step-samples", type=int, default=5, help="steps timed on a fixed batch")
