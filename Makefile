@@ -40,7 +40,8 @@ typecheck: setup
 bench: setup
 	$(PY) bench/bench_metrics.py
 	$(PY) bench/bench_sdst_criterion.py --out bench/results/sdst_criterion.json
-	$(PY) bench/bench_sdst_step.py --threads 2
+	$(PY) bench/bench_sdst_step.py --threads 2 --compare-plain --rounds 3 --steps 9
+	$(PY) bench/bench_sdst_epoch.py --threads 2 --fraction 0.1 --workers 0
 	$(PY) bench/bench_extract.py
 	$(PY) bench/bench_tds_memory.py
 	$(PY) bench/bench_ground_long.py

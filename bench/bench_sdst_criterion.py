@@ -113,10 +113,14 @@ def main() -> None:
         cfg = LossConfig(disabled=[t for t in TERMS if t != term])
         rows[f"  only {term} fwd+bwd"] = time_ms(lambda c=cfg: step(SDSTCriterion(c)), a.iters)
     matcher = LossConfig().build_matcher()
-    gt, _ = pad_spans(targets["spans"])
+    gt, gt_mask = pad_spans(targets["spans"])
     sizes = [len(s) for s in targets["spans"]]
     logits, spans = raw["logits"].detach(), raw["spans"].detach().sigmoid()
     rows["matcher (all levels)"] = time_ms(lambda: matcher.match(logits, spans, gt, sizes), a.iters)
+    torch_matcher = LossConfig(matcher_solver="torch").build_matcher()
+    rows["matcher, torch solver"] = time_ms(
+        lambda: torch_matcher.match_dense(logits, spans, gt, gt_mask), a.iters
+    )
 
     print(
         f"SDSTCriterion  B={a.batch} M={a.queries} K={a.levels} T={a.clips} F={a.dim} "

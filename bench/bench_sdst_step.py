@@ -3,15 +3,20 @@
 One step = SDST forward + every loss term (with the Hungarian matcher) + backward + gradient
 clipping + AdamW, exactly what ``sidetune train`` runs per iteration. Default shapes follow
 the QVHighlights setting: batch 32, T=75 clips, K=4 levels, L=32 tokens, M=30 queries,
-F_v=768, F_t=4096 (released LLaMA text features).
+F_v=768, F_t=4096 (released LLaMA text features: one layer for all K levels, as the data
+pipeline sends it; ``--text-levels distinct`` for a text layer per level).
 
-CPU: seconds per step and the process's peak resident memory (``resource.getrusage``, no
-psutil) next to the resident memory before the first step. CUDA: it/s and
-``torch.cuda.max_memory_allocated``. Prints a table and writes ``bench/results/sdst_step.json``
-atomically. ``--profile`` prints the top operators of one step (torch.profiler).
+Reports seconds per step, GFLOP per step (``torch.utils.flop_counter``: matmuls, convolutions,
+attention; forward + backward) and memory: on CPU the process's peak resident memory
+(``resource.getrusage``, no psutil) next to the resident memory before the first step; on CUDA
+it/s (steps queued without a host sync inside the timed window, as the trainer does between
+log points) and ``torch.cuda.max_memory_allocated``. ``--compare-plain`` also times the plain
+reference paths (``sidetune.nn.fast.plain_paths``) in interleaved rounds; ``--epoch`` adds
+``bench_sdst_epoch.py``'s epoch-vs-steps ratio. Prints a table and writes
+``bench/results/sdst_step.json`` atomically. ``--profile`` prints the top operators of a step.
 
-    python bench/bench_sdst_step.py                      # CPU, float32
-    python bench/bench_sdst_step.py --device cuda --amp bf16
+    python bench/bench_sdst_step.py --threads 2 --compare-plain --rounds 3 --steps 9   # CPU
+    python bench/bench_sdst_step.py --device cuda --amp bf16 --steps 50 --warmup 10    # GPU
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import argparse
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from sidetune.engine import (
     TrainConfig,
@@ -36,6 +45,7 @@ from sidetune.engine import (
 )
 from sidetune.grounding.losses import LossConfig, SDSTCriterion
 from sidetune.grounding.model import SDSTConfig, build_sdst
+from sidetune.nn.fast import plain_paths
 from sidetune.utils.io import write_json
 from sidetune.utils.params import count_parameters
 
@@ -65,7 +75,10 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     g = torch.Generator().manual_seed(0)
     b, k, t, length = args.batch_size, args.levels, args.clips, args.tokens
     video = torch.randn(b, k, t, args.video_dim, generator=g)
-    text = torch.randn(b, k, length, args.text_dim, generator=g)
+    # The released 4096-d LLaMA text features are one layer, which the data pipeline sends once
+    # for all K levels ((B, 1, L, F_t)); "distinct" gives every level its own text layer.
+    k_text = 1 if args.text_levels == "shared" else k
+    text = torch.randn(b, k_text, length, args.text_dim, generator=g)
     video_mask = torch.ones(b, t, dtype=torch.bool)
     text_mask = torch.ones(b, length, dtype=torch.bool)
     # Realistic padding: some shorter videos and queries.
@@ -89,7 +102,20 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _value(text: str) -> Any:
+    """``4`` -> 4, ``0.1`` -> 0.1, ``true`` -> True, anything else as given."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--batch-size", type=int, default=32)
@@ -100,16 +126,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video-dim", type=int, default=768)
     p.add_argument("--text-dim", type=int, default=4096)
     p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument(
+        "--model",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further model.* keys, e.g. num_heads=4 ffn_ratio=2 (the demo's shapes)",
+    )
+    p.add_argument(
+        "--text-levels",
+        default="shared",
+        choices=["shared", "distinct"],
+        help="one text layer for all levels (released LLaMA features) or one per level",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="GPU only")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--rounds", type=int, default=1, help="timing rounds (interleaved)")
+    p.add_argument(
+        "--compare-plain",
+        action="store_true",
+        help="also time the plain reference paths (sidetune.nn.fast), interleaved",
+    )
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.add_argument(
+        "--plain-optimizer", action="store_true", help="for-loop AdamW on CPU (not fused)"
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the dense and sparse stream layers (experiment)",
+    )
+    p.add_argument(
+        "--epoch", action="store_true", help="also run bench_sdst_epoch.py (epoch vs steps)"
+    )
+    p.add_argument("--epoch-args", default="", help="arguments for bench_sdst_epoch.py")
     p.add_argument("--profile", action="store_true", help="print the top operators of one step")
     p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+def build_step(
+    argv: list[str] | None = None,
+) -> tuple[Callable[[], Tensor], dict[str, Any]]:
+    """A closure running one training step (returns the loss) and facts about the model."""
+    args = parse_args(argv)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model_cfg = SDSTConfig(
@@ -119,18 +181,27 @@ def main(argv: list[str] | None = None) -> int:
         num_queries=args.queries,
         num_levels=args.levels,
     )
+    model_cfg = replace(
+        model_cfg, **{k: _value(v) for k, v in (o.split("=", 1) for o in args.model)}
+    )
     model = build_sdst(model_cfg).to(device).train()
+    if args.compile:
+        for layers in (model.dense_layers, model.sparse_layers):
+            for i, layer in enumerate(layers):
+                layers[i] = torch.compile(layer, dynamic=False)  # type: ignore[assignment]
     criterion = SDSTCriterion(LossConfig()).to(device)
     train_cfg = TrainConfig(amp=args.amp)
     optimizer = build_optimizer(
-        param_groups(model, train_cfg), train_cfg, fused=device.type == "cuda"
+        param_groups(model, train_cfg),
+        train_cfg,
+        fused=device.type == "cuda" or (device.type == "cpu" and not args.plain_optimizer),
     )
     scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" and device.type == "cuda" else None
     params = [q for g in optimizer.param_groups for q in g["params"]]
     batch = make_batch(args, device)
     inputs = [batch[k] for k in ("video_feats", "video_mask", "text_feats", "text_mask")]
 
-    def step() -> float:
+    def step() -> Tensor:
         with autocast_context(args.amp, device):
             losses = criterion(model(*inputs), batch["targets"])
         loss = losses["loss"]
@@ -146,7 +217,46 @@ def main(argv: list[str] | None = None) -> int:
             scaler.update()
         else:
             optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
+
+    trainable, total = count_parameters(model)
+    return step, {"args": args, "device": device, "trainable": trainable, "total": total}
+
+
+def count_gflop(step: Callable[[], Any]) -> float:
+    """FLOPs of one step (forward + backward; ``torch.utils.flop_counter``: matmuls,
+    convolutions, attention), in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def time_steps(step: Callable[[], Tensor], n: int, device: torch.device) -> list[float]:
+    """Seconds per step of ``n`` steps. On CUDA the loop never syncs inside (the trainer syncs
+    once per logged step); the mean of the synced window is returned ``n`` times."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+        return [(time.perf_counter() - t0) / n] * n
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    step, info = build_step(argv)
+    device = info["device"]
 
     rss_before = rss_mib()
     for _ in range(args.warmup):
@@ -154,18 +264,20 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times: list[float] = []
+    plain_times: list[float] = []
     cpu0 = time.process_time()
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = step()  # float() of the loss syncs the device
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    cpu_per_step = (time.process_time() - cpu0) / args.steps
-    times.sort()
-    median = times[len(times) // 2]
-    trainable, total = count_parameters(model)
+    # Interleaved rounds (fast, then plain if asked) so that a shared machine's load hits both.
+    per_round = max(1, args.steps // args.rounds)
+    for _ in range(args.rounds):
+        times += time_steps(step, per_round, device)
+        if args.compare_plain:
+            with plain_paths():
+                plain_times += time_steps(step, per_round, device)
+    cpu_per_step = (time.process_time() - cpu0) / (len(times) + len(plain_times))
+    loss = float(step())
+    peak_rss = peak_rss_mib()
+    trainable, total = info["trainable"], info["total"]
     result: dict[str, Any] = {
         "benchmark": "sdst_train_step",
         "device": str(device),
@@ -174,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__,
-        "amp": args.amp if device.type == "cuda" else "none",
+        "amp": args.amp,
         "shapes": {
             "batch": args.batch_size,
             "T": args.clips,
@@ -184,26 +297,44 @@ def main(argv: list[str] | None = None) -> int:
             "M": args.queries,
             "F_v": args.video_dim,
             "F_t": args.text_dim,
+            "text_levels": args.text_levels,
             "hidden": args.hidden_dim,
         },
         "params_trainable": trainable,
         "params_total": total,
-        "steps": args.steps,
-        "step_s_median": round(median, 4),
-        "step_s_min": round(times[0], 4),
-        "it_per_s": round(1.0 / median, 3),
+        "steps": len(times),
+        "step_s_median": round(statistics.median(times), 4),
+        "step_s_min": round(min(times), 4),
+        "it_per_s": round(1.0 / statistics.median(times), 3),
         # process CPU seconds (all threads) per step: less sensitive to a shared machine
         "cpu_s_per_step": round(cpu_per_step, 4),
         "last_loss": round(loss, 4),
     }
+    if plain_times:
+        result["plain_step_s_median"] = round(statistics.median(plain_times), 4)
+        result["fast_over_plain"] = round(
+            statistics.median(times) / statistics.median(plain_times), 3
+        )
     if device.type == "cuda":
         result["max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     else:
         result["rss_before_mib"] = round(rss_before, 1)
-        result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+        result["peak_rss_mib"] = round(peak_rss, 1)
+    if not args.no_flops:
+        result["gflop_per_step"] = round(count_gflop(step), 2)
+        if args.compare_plain:
+            with plain_paths():
+                result["plain_gflop_per_step"] = round(count_gflop(step), 2)
+    if args.epoch:
+        from bench_sdst_epoch import run_epoch_bench
 
-    rows = [(k, v) for k, v in result.items() if k != "shapes"]
+        epoch = run_epoch_bench(args.epoch_args.split())
+        result["epoch"] = epoch
+
+    rows = [(k, v) for k, v in result.items() if k not in ("shapes", "epoch")]
     rows.insert(2, ("shapes", " ".join(f"{k}={v}" for k, v in result["shapes"].items())))
+    if "epoch" in result:
+        rows += [(f"epoch.{k}", v) for k, v in result["epoch"].items()]
     width = max(len(k) for k, _ in rows)
     print("SDST training step (forward + losses + matcher + backward + clip + AdamW)")
     for k, v in rows:

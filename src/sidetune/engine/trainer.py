@@ -250,7 +250,8 @@ def fit(
             if hasattr(recipe, "param_groups")
             else param_groups(model, cfg)
         )
-        optimizer = build_optimizer(groups, cfg, fused=device.type == "cuda")
+        # Fused AdamW (one kernel per tensor instead of ~10 ops) exists for CUDA and CPU.
+        optimizer = build_optimizer(groups, cfg, fused=device.type in ("cuda", "cpu"))
         per_process = cfg.batch_size // env.world_size
         sampler: DistributedSampler[Any] = DistributedSampler(
             train_set,

@@ -48,6 +48,7 @@ from sidetune.config import ConfigError
 from sidetune.errors import SidetuneError
 from sidetune.features.store import SUFFIXES, FeatureStore
 from sidetune.grounding.annotations import CLIP_LENGTH, GroundingRecord, load_annotations
+from sidetune.grounding.span_utils import pad_spans
 
 Split = Literal["train", "val", "test"]
 
@@ -335,7 +336,8 @@ class GroundingDataset(Dataset[dict[str, Any]]):
             layers = cfg.text_layers if cfg.text_layers is not None else cfg.layers
             text = select_layers(raw, layers, cfg.last_layer_only, where)
         if text.shape[0] == 1 and num_levels > 1:
-            text = np.repeat(text, num_levels, axis=0)
+            # A view: the collate sees that the levels share one array and sends it once.
+            text = np.broadcast_to(text, (num_levels, *text.shape[1:]))
         elif text.shape[0] != num_levels:
             raise DataError(self._layer_mismatch(rec, raw, text.shape[0], num_levels))
         return text[:, : cfg.max_query_len]
@@ -439,15 +441,23 @@ def _check_same(samples: Sequence[dict[str, Any]], key: str, dims: tuple[int, ..
             )
 
 
+def _levels_shared(feats: np.ndarray) -> bool:
+    """Whether all levels of ``[K, ...]`` are one array (one layer, or a broadcast view)."""
+    return feats.shape[0] == 1 or feats.strides[0] == 0
+
+
 def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch samples of :class:`GroundingDataset` (zero-padded, float32).
 
     Returns:
         video_feats: ``(B, K, T, F_v)`` float32, zero beyond each video's clips.
         video_mask: ``(B, T)`` bool, True = valid clip.
-        text_feats: ``(B, K, L, F_t)`` float32, zero beyond each query's tokens.
+        text_feats: ``(B, K, L, F_t)`` float32, zero beyond each query's tokens; ``(B, 1, L,
+            F_t)`` when every sample's text is one layer shared by all levels.
         text_mask: ``(B, L)`` bool, True = valid token.
         targets: ``{"spans": list of B (N_i, 2) float32 normalized (center, width),
+            "spans_padded": (B, N_max, 2) the same spans zero-padded (padding rows (0.5, 0)),
+            "spans_mask": (B, N_max) bool (True = real span),
             "saliency": (B, T) float32, "video_ids": (B,) int64 (equal = same video)}``;
             absent when the samples have no ground truth.
         metas: list of B dicts (qid, vid, query, duration, num_clips, clip_length).
@@ -462,13 +472,18 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     t_max = max(s["video_feats"].shape[1] for s in samples)
     l_max = max(s["text_feats"].shape[1] for s in samples)
 
+    # One text layer broadcast to every level (see GroundingDataset._text) travels once: the
+    # model projects it once instead of K times.
+    shared = all(_levels_shared(s["text_feats"]) for s in samples)
     video = torch.zeros(bsz, num_levels, t_max, video_dim)
-    text = torch.zeros(bsz, num_levels, l_max, text_dim)
+    text = torch.zeros(bsz, 1 if shared else num_levels, l_max, text_dim)
+    text_np = text.numpy()
     video_lens = torch.tensor([s["video_feats"].shape[1] for s in samples])
     text_lens = torch.tensor([s["text_feats"].shape[1] for s in samples])
     for i, s in enumerate(samples):  # one copy per sample (and the float16 -> float32 cast)
         video[i, :, : s["video_feats"].shape[1]] = torch.from_numpy(s["video_feats"])
-        text[i, :, : s["text_feats"].shape[1]] = torch.from_numpy(s["text_feats"])
+        tokens = s["text_feats"][:1] if shared else s["text_feats"]
+        text_np[i, :, : tokens.shape[1]] = tokens  # numpy casts; reads broadcast views too
     batch: dict[str, Any] = {
         "video_feats": video,
         "video_mask": torch.arange(t_max)[None, :] < video_lens[:, None],
@@ -483,8 +498,13 @@ def collate_grounding(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for i, s in enumerate(samples):
             saliency[i, : len(s["saliency"])] = torch.from_numpy(s["saliency"])
         vids: dict[str, int] = {}
+        spans = [torch.from_numpy(s["spans"]) for s in samples]
+        # Padded once here (in a loader worker), so the loss never pads on the training device.
+        spans_padded, spans_mask = pad_spans(spans)
         batch["targets"] = {
-            "spans": [torch.from_numpy(s["spans"]) for s in samples],
+            "spans": spans,
+            "spans_padded": spans_padded,
+            "spans_mask": spans_mask,
             "saliency": saliency,
             # Same id = same video: the alignment loss must not use one as the other's negative.
             "video_ids": torch.tensor(

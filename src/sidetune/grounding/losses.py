@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from sidetune.config import ConfigError
 from sidetune.errors import SidetuneError
-from sidetune.grounding.matcher import HungarianMatcher, Match
+from sidetune.grounding.matcher import HungarianMatcher
 from sidetune.grounding.span_utils import (
     generalized_temporal_iou_elementwise,
     pad_spans,
@@ -103,6 +103,8 @@ class LossConfig:
     cost_l1: float = 5.0
     cost_iou: float = 2.0
     cost_iou_type: Literal["iou", "giou"] = "giou"
+    # Hungarian solver: "auto" = scipy on CPU, the batched torch solver (no host sync) on GPU.
+    matcher_solver: Literal["auto", "scipy", "torch"] = "auto"
 
     def __post_init__(self) -> None:
         known = set(TERMS) | set(TERM_GROUPS)
@@ -134,6 +136,7 @@ class LossConfig:
             iou_type=self.cost_iou_type,
             focal_alpha=self.focal_alpha,
             focal_gamma=self.focal_gamma,
+            solver=self.matcher_solver,
         )
 
 
@@ -169,13 +172,26 @@ def masked_info_nce(logits: Tensor, candidates: Tensor, positive: Tensor) -> Ten
     return lse - logits.gather(-1, positive.unsqueeze(-1)).squeeze(-1)
 
 
-def _reduce_num_spans(num: int, device: torch.device) -> Tensor:
-    """#GT spans, averaged over DDP ranks so that every rank uses the same normalizer."""
-    total = torch.tensor(float(num), device=device)
+def _reduce_num_spans(num: int | Tensor, device: torch.device) -> Tensor:
+    """#GT spans, averaged over DDP ranks so that every rank uses the same normalizer.
+
+    A device tensor stays on the device (no host sync)."""
+    total = torch.as_tensor(num, device=device).float()
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)
         total = total / dist.get_world_size()
     return total.clamp(min=1.0)
+
+
+def padded_target_spans(
+    targets: Mapping[str, Any], gt_list: Sequence[Tensor], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``(B, N, 2)`` padded GT spans and their ``(B, N)`` mask: ``targets["spans_padded"]`` /
+    ``["spans_mask"]`` when the collate made them (moved with the batch, no per-step host
+    work), else padded here from the list."""
+    if "spans_padded" in targets and "spans_mask" in targets:
+        return targets["spans_padded"].to(device).float(), targets["spans_mask"].to(device).bool()
+    return pad_spans(list(gt_list), device=device)
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str, term: str) -> Any:
@@ -252,32 +268,36 @@ class SDSTCriterion(nn.Module):
                 suffixes.append("_enc")
         logits = torch.stack([lvl["pred_logits"] for lvl in levels]).float()  # (L, B, M)
         spans = torch.stack([lvl["pred_spans"] for lvl in levels]).float()  # (L, B, M, 2)
-        num_levels, batch, _ = logits.shape
+        batch = logits.shape[1]
         first_term = next(t for t in MATCHED_TERMS if t in weights)
         gt_list: Sequence[Tensor] = _require(targets, "spans", "targets", first_term)
         if len(gt_list) != batch:
             raise CriterionInputError(
                 f"SDSTCriterion: targets['spans'] has {len(gt_list)} entries for a batch of {batch}"
             )
-        gt, _ = pad_spans(list(gt_list), device=logits.device)
-        sizes = [int(s.shape[0]) for s in gt_list]
-        matches = self.matcher.match(logits.detach(), spans.detach(), gt, sizes)
-        lvl, b, q, g = _flatten_matches(matches, batch, logits.device)
-        num_spans = _reduce_num_spans(sum(sizes), logits.device)
+        gt, gt_mask = padded_target_spans(targets, gt_list, logits.device)
+        sizes = [int(s.shape[0]) for s in gt_list]  # host ints from shapes: no device sync
+        # (L, B, N): the query matched to each GT span, -1 for padding / unmatched spans.
+        assign = self.matcher.match_dense(logits.detach(), spans.detach(), gt, gt_mask, sizes)
+        matched = (assign >= 0).to(logits.dtype)
+        q = assign.clamp(min=0)
+        num_spans = _reduce_num_spans(gt_mask.sum(), logits.device)
 
         per_level: dict[str, Tensor] = {}
         if "cls" in weights:
-            target = torch.zeros_like(logits)
-            target[lvl, b, q] = 1.0
+            # Matched queries are distinct within a (level, sample): the sum is 0 or 1.
+            target = torch.zeros_like(logits).scatter_add_(2, q, matched)
             focal = sigmoid_focal_loss(logits, target, cfg.focal_alpha, cfg.focal_gamma)
             if cfg.cls_normalization == "num_spans":
                 per_level["cls"] = focal.sum((1, 2)) / num_spans  # Eq. 17, DETR normalizer
             else:
                 per_level["cls"] = focal.mean((1, 2))  # Eq. 17 as written: 1/M per sample
-        src, tgt = spans[lvl, b, q], gt[b, g]  # (P, 2) matched pairs of all levels
+        # (L, B, N, 2) matched pairs of all levels; unmatched slots weigh 0.
+        src = spans.gather(2, q.unsqueeze(-1).expand(-1, -1, -1, 2))
+        tgt = gt.unsqueeze(0).expand_as(src)
         if "l1" in weights:
             l1 = (src - tgt).abs().sum(-1)  # Eq. 18
-            per_level["l1"] = _sum_per_level(l1, lvl, num_levels) / num_spans
+            per_level["l1"] = (l1 * matched).sum((1, 2)) / num_spans
         if "iou" in weights:
             iou_fn = (
                 generalized_temporal_iou_elementwise
@@ -285,7 +305,7 @@ class SDSTCriterion(nn.Module):
                 else temporal_iou_elementwise
             )
             iou_loss = 1 - iou_fn(span_cxw_to_xx(src), span_cxw_to_xx(tgt))  # Eq. 19
-            per_level["iou"] = _sum_per_level(iou_loss, lvl, num_levels) / num_spans
+            per_level["iou"] = (iou_loss * matched).sum((1, 2)) / num_spans
         return {
             f"loss_{term}{suffix}": values[i]
             for term, values in per_level.items()
@@ -297,7 +317,7 @@ class SDSTCriterion(nn.Module):
         pred = _require(outputs, "pred_actionness", "outputs", "actionness").float()  # (B, M)
         spans = outputs["pred_spans"].detach().float()
         gt_list = _require(targets, "spans", "targets", "actionness")
-        gt, gt_mask = pad_spans(list(gt_list), device=pred.device)
+        gt, gt_mask = padded_target_spans(targets, gt_list, pred.device)
         target = torch.zeros_like(pred)
         if gt.shape[1]:
             iou = temporal_iou(span_cxw_to_xx(spans), span_cxw_to_xx(gt))  # (B, M, N)
@@ -331,7 +351,8 @@ class SDSTCriterion(nn.Module):
             top, anchors = draw.topk(min(self.cfg.saliency_positives, num_clips), dim=-1)
             chosen = top >= 0  # (B, P): fewer positives than draws -> some draws unused
         anchor_sal = sal.gather(1, anchors)  # (B, P)
-        is_anchor = F.one_hot(anchors, num_clips).bool()  # (B, P, T)
+        # (B, P, T); a comparison, not F.one_hot, which reads the index range back to the host
+        is_anchor = anchors.unsqueeze(-1) == torch.arange(num_clips, device=anchors.device)
         negatives = valid.unsqueeze(1) & (sal.unsqueeze(1) < anchor_sal.unsqueeze(-1))
         per_anchor = masked_info_nce(
             logits.unsqueeze(1).expand(-1, anchors.shape[1], -1), negatives | is_anchor, anchors
@@ -451,26 +472,6 @@ def _term_of(key: str) -> str:
     if name in TERMS:
         return name
     return name.rsplit("_", 1)[0]
-
-
-def _sum_per_level(values: Tensor, level: Tensor, num_levels: int) -> Tensor:
-    """Sum ``values`` ``(P,)`` into ``(num_levels,)`` bins by ``level`` ``(P,)``."""
-    return values.new_zeros(num_levels).index_add(0, level, values)
-
-
-def _flatten_matches(
-    matches: list[list[Match]], batch: int, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-level, per-sample matches -> flat ``(level, sample, query, gt)`` index tensors."""
-    pairs = [m for row in matches for m in row]
-    counts = torch.tensor([int(m[0].numel()) for m in pairs], dtype=torch.long)
-    cell = torch.repeat_interleave(torch.arange(len(pairs)), counts)
-    empty = torch.zeros(0, dtype=torch.long)
-    q = torch.cat([m[0] for m in pairs]) if pairs else empty
-    g = torch.cat([m[1] for m in pairs]) if pairs else empty
-    # One host-to-device copy for all four index vectors.
-    idx = torch.stack((cell // batch, cell % batch, q, g)).to(device)
-    return idx[0], idx[1], idx[2], idx[3]
 
 
 def _check_clip_shapes(scores: Tensor, valid: Tensor, sal: Tensor) -> None:

@@ -4,8 +4,12 @@ The cost of assigning query ``m`` to GT span ``n`` is::
 
     cost_cls * focal_class_cost(p_m) + cost_l1 * |s_m - y_n|_1 - cost_iou * (G)IoU(s_m, y_n)
 
-computed for the whole batch (and for every decoder level at once) in torch, moved to the CPU
-in a single transfer, then solved per sample with ``scipy.optimize.linear_sum_assignment``.
+computed for the whole batch (and for every decoder level at once) in torch, then solved
+either on the host per sample with ``scipy.optimize.linear_sum_assignment`` (one transfer of
+the cost) or on the cost's own device for all samples and levels at once
+(:func:`sidetune.grounding.assignment.batched_assignment`, no host synchronisation).
+``solver="auto"`` (default) uses scipy for CPU tensors and the batched torch solver elsewhere;
+both return optimal assignments (tests pin that they agree).
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from sidetune.grounding.assignment import batched_assignment
 from sidetune.grounding.span_utils import (
     generalized_temporal_iou,
     pad_spans,
     span_cxw_to_xx,
     temporal_iou,
 )
+from sidetune.nn.fast import sync_free
 
 Match = tuple[Tensor, Tensor]  # (query indices, GT indices), int64 CPU tensors of equal length
 
@@ -49,6 +55,7 @@ class HungarianMatcher(nn.Module):
         cost_iou: weight of the negative (G)IoU.
         iou_type: ``"giou"`` (default; still ranks non-overlapping spans by distance) or ``"iou"``.
         focal_alpha, focal_gamma: parameters of the class cost.
+        solver: ``"auto"`` | ``"scipy"`` | ``"torch"`` (see the module docstring).
     """
 
     def __init__(
@@ -59,10 +66,14 @@ class HungarianMatcher(nn.Module):
         iou_type: Literal["iou", "giou"] = "giou",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        solver: Literal["auto", "scipy", "torch"] = "auto",
     ) -> None:
         super().__init__()
         if iou_type not in ("iou", "giou"):
             raise ValueError(f"iou_type must be 'iou' or 'giou', got {iou_type!r}")
+        if solver not in ("auto", "scipy", "torch"):
+            raise ValueError(f"solver must be 'auto', 'scipy' or 'torch', got {solver!r}")
+        self.solver = solver
         self.cost_cls = cost_cls
         self.cost_l1 = cost_l1
         self.cost_iou = cost_iou
@@ -128,6 +139,46 @@ class HungarianMatcher(nn.Module):
                 row.append((torch.as_tensor(q_idx).long(), torch.as_tensor(g_idx).long()))
             result.append(row)
         return result
+
+    @torch.no_grad()
+    def match_dense(
+        self,
+        pred_logits: Tensor,
+        pred_spans: Tensor,
+        gt_spans: Tensor,
+        gt_mask: Tensor,
+        sizes: Sequence[int] | None = None,
+    ) -> Tensor:
+        """The assignment as one tensor on the predictions' device.
+
+        Args:
+            pred_logits, pred_spans, gt_spans: as in :meth:`cost_matrix`.
+            gt_mask: ``(B, N)`` bool, True for real (left-aligned) GT spans.
+            sizes: the per-sample GT counts as host ints, if known (saves a transfer on the
+                scipy path).
+
+        Returns:
+            ``(L, B, N)`` int64: the query matched to GT span ``n`` of sample ``b`` at level
+            ``l``; ``-1`` for padding (and, when ``N > M``, for the spans left unmatched).
+        """
+        num_levels, batch, num_queries = pred_logits.shape
+        n = gt_spans.shape[1]
+        device = pred_logits.device
+        use_torch = self.solver == "torch" or (self.solver == "auto" and sync_free(device))
+        if n == 0:
+            return torch.zeros(num_levels, batch, 0, dtype=torch.long, device=device)
+        if use_torch and n <= num_queries:
+            cost = self.cost_matrix(pred_logits, pred_spans, gt_spans)  # (L, B, M, N)
+            counts = gt_mask.sum(-1).repeat(num_levels)  # (L * B,)
+            flat = cost.transpose(-1, -2).reshape(num_levels * batch, n, num_queries)
+            return batched_assignment(flat, counts).view(num_levels, batch, n)
+        if sizes is None:
+            sizes = [int(c) for c in gt_mask.sum(-1).tolist()]
+        dense = np.full((num_levels, batch, n), -1, dtype=np.int64)
+        for level, row in enumerate(self.match(pred_logits, pred_spans, gt_spans, sizes)):
+            for b, (q_idx, g_idx) in enumerate(row):
+                dense[level, b, g_idx.numpy()] = q_idx.numpy()
+        return torch.from_numpy(dense).to(device)
 
     @torch.no_grad()
     def forward(self, outputs: Mapping[str, Any], targets: Mapping[str, Any]) -> list[Match]:

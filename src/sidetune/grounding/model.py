@@ -45,6 +45,7 @@ from sidetune.grounding.sparse_stream import (
     SparseStreamLayer,
     refine_references,
 )
+from sidetune.nn.fast import fast_paths, sync_free
 from sidetune.nn.mlp import MLP
 from sidetune.nn.position import sinusoidal_position_embedding
 
@@ -180,7 +181,7 @@ class SDST(nn.Module):
                 f"{tuple(video_feats.shape)} and {tuple(text_feats.shape)}"
             )
         b, k, t, fv = video_feats.shape
-        if k != cfg.num_levels or text_feats.shape[1] != cfg.num_levels:
+        if k != cfg.num_levels or text_feats.shape[1] not in (1, cfg.num_levels):
             raise ValueError(
                 f"model.num_levels={cfg.num_levels} but got {k} video / {text_feats.shape[1]} text levels"
             )
@@ -194,10 +195,11 @@ class SDST(nn.Module):
                 f"masks must be (B, T)={(b, t)} and (B, L)={(b, text_feats.shape[2])}; got "
                 f"{tuple(video_mask.shape)} and {tuple(text_mask.shape)}"
             )
-        if not bool(video_mask[:, 0].all()):
-            raise ValueError(
-                "every sample needs at least one valid clip, left-aligned (video_mask[:, 0])"
-            )
+        msg = "every sample needs at least one valid clip, left-aligned (video_mask[:, 0])"
+        if sync_free(video_mask.device):
+            torch._assert_async(video_mask[:, 0].all(), msg)  # checked on the device: no sync
+        elif not bool(video_mask[:, 0].all()):
+            raise ValueError(msg)
 
     def text_attention_mask(self, text_mask: Tensor) -> Tensor:
         """Tokens used by the CAs and pooling: ``text_mask`` minus the CLS token (if any).
@@ -214,13 +216,14 @@ class SDST(nn.Module):
         self, video_feats: Tensor, video_mask: Tensor, text_feats: Tensor, text_mask: Tensor
     ) -> dict[str, Any]:
         """video_feats ``(B, K, T, F_v)``, video_mask ``(B, T)`` bool (True = valid clip,
-        left-aligned), text_feats ``(B, K, L, F_t)``, text_mask ``(B, L)`` bool."""
+        left-aligned), text_feats ``(B, K, L, F_t)`` or ``(B, 1, L, F_t)`` (one text layer for
+        every level), text_mask ``(B, L)`` bool."""
         self._check_inputs(video_feats, video_mask, text_feats, text_mask)
         cfg = self.cfg
         video_mask, text_mask = video_mask.bool(), text_mask.bool()
         b, k, t, _ = video_feats.shape
         video = project_valid(self.video_proj, video_feats, video_mask)  # Eq. 2: (B, K, T, F)
-        text = project_valid(self.text_proj, text_feats, text_mask)  # Eq. 2: (B, K, L, F)
+        text = project_valid(self.text_proj, text_feats, text_mask, levels=k)  # Eq. 2: (B,K,L,F)
         tmask = self.text_attention_mask(text_mask)
         text_pooled = self.text_pool(text, tmask.unsqueeze(1).expand(-1, k, -1))  # (B, K, F)
         pos = sinusoidal_position_embedding(
@@ -310,18 +313,53 @@ def _projection(in_dim: int, cfg: SDSTConfig) -> MLP:
     return MLP(in_dim, f, f, cfg.proj_layers, dropout=cfg.proj_dropout)
 
 
-def project_valid(mlp: nn.Module, feats: Tensor, mask: Tensor) -> Tensor:
+def project_valid(
+    mlp: nn.Module,
+    feats: Tensor,
+    mask: Tensor,
+    pack: bool | None = None,
+    levels: int | None = None,
+) -> Tensor:
     """Apply ``mlp`` to the valid rows only: ``(B, K, N, C_in), (B, N) -> (B, K, N, F)``.
 
-    Padded clips / tokens come out as zeros; skipping them saves most of the cost of the wide
-    text projection (queries are much shorter than the padded length).
+    Padded clips / tokens come out as zeros. ``pack`` (default: unless :func:`sync_free`,
+    i.e. on the CPU) gathers the valid rows first, which saves most of the cost of the wide
+    text projection (queries are much shorter than the padded length); without it every row is
+    projected and the padded ones are zeroed after (same outputs; on an accelerator the gather
+    would need the number of valid rows on the host, a synchronisation that costs more than the
+    padded rows).
+
+    ``feats`` ``(B, 1, N, C_in)`` with ``levels=K`` is one input shared by K levels (e.g. a
+    one-layer text feature): the first linear layer, the wide one, runs once, and what follows
+    it (ReLU, dropout, further layers) runs per level, so each level still draws its own dropout
+    mask, exactly as if the input had been repeated K times (tests pin it).
     """
-    if bool(mask.all()):
+    levels = levels or feats.shape[1]
+    shared = feats.shape[1] == 1 and levels > 1
+    if shared and not (fast_paths() and isinstance(mlp, MLP) and mlp.first_layer_shareable):
+        feats, shared = feats.expand(-1, levels, -1, -1), False
+    if pack is None:
+        pack = not sync_free(feats.device)
+    b, _, n, _ = feats.shape
+    if not pack:
+        keep = mask[:, None, :, None].to(feats.dtype)
+        if shared:
+            assert isinstance(mlp, MLP)
+            first = mlp.layers[0](feats).expand(-1, levels, -1, -1)
+            return mlp.after_first(first) * keep
+        return mlp(feats) * keep
+    rows = mask.unsqueeze(1).expand(b, levels, n)
+    if shared:
+        assert isinstance(mlp, MLP)
+        first = mlp.layers[0](feats[:, 0][mask])  # (valid rows, hidden): once for all levels
+        spread = first.new_zeros(b, n, first.shape[-1])
+        spread[mask] = first
+        projected = mlp.after_first(spread.unsqueeze(1).expand(-1, levels, -1, -1)[rows])
+    elif bool(mask.all()):
         return mlp(feats)
-    b, k, n, _ = feats.shape
-    rows = mask.unsqueeze(1).expand(b, k, n)
-    projected = mlp(feats[rows])
-    out = projected.new_zeros(b, k, n, projected.shape[-1])
+    else:
+        projected = mlp(feats[rows])
+    out = projected.new_zeros(b, levels, n, projected.shape[-1])
     out[rows] = projected
     return out
 

@@ -23,8 +23,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sidetune.nn.attention import MultiHeadAttention
-from sidetune.nn.deformable_1d import deformable_aggregate_1d, sample_1d
+from sidetune.nn.attention import MultiHeadAttention, residual
+from sidetune.nn.deformable_1d import at_least_float32, deformable_aggregate_1d, sample_1d
 from sidetune.nn.drop_path import DropPath
 from sidetune.nn.mlp import MLP
 
@@ -78,8 +78,10 @@ class DeformableSampler(nn.Module):
     def sampling(self, query: Tensor, refs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Return ``(locations, weights, offsets)``, each ``(B, M, H, P)`` (Eq. 8 / Eq. 11)."""
         b, m, _ = query.shape
-        offsets = self.offsets(query).view(b, m, self.num_heads, self.num_points)
-        weights = self.weights(query).view(b, m, self.num_heads, self.num_points).softmax(-1)
+        # float32 under autocast too (see at_least_float32)
+        offsets = at_least_float32(self.offsets(query)).view(b, m, self.num_heads, self.num_points)
+        weights = at_least_float32(self.weights(query)).view(b, m, self.num_heads, self.num_points)
+        weights = weights.softmax(-1)
         centre, width = refs[..., 0, None, None], refs[..., 1, None, None]
         locations = centre + 0.5 * width * offsets  # Eq. 9: c + w (.) Delta, Delta in half-widths
         return locations, weights, offsets
@@ -235,7 +237,7 @@ class VideoAttentionBlock(nn.Module):
         mask: Tensor,
     ) -> Tensor:
         out = self.core(latent, refs, query_pos, dense, dense_pos, mask)
-        return self.norm(latent + self.drop_path(out))
+        return self.norm(residual(latent, out, self.drop_path))
 
 
 def build_video_attention(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from sidetune.nn.attention import AttentionBlock, FeedForwardBlock
-from sidetune.nn.deformable_1d import valid_lengths
+from sidetune.nn.deformable_1d import at_least_float32, valid_lengths
 from sidetune.nn.mlp import MLP
 from sidetune.nn.position import sine_embed
 
@@ -23,8 +23,11 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
 
 
 def refine_references(refs: Tensor, delta: Tensor) -> Tensor:
-    """DAB-DETR update ``R' = sigmoid(sigmoid^-1(R) + delta)``: spans stay in (0, 1)."""
-    return torch.sigmoid(inverse_sigmoid(refs) + delta)
+    """DAB-DETR update ``R' = sigmoid(sigmoid^-1(R) + delta)``: spans stay in (0, 1).
+
+    In float32 even under bf16/fp16 autocast: a bf16 span has ~3 significant digits, i.e. a
+    quarter of a clip on a 75-clip timeline, too coarse for the references and sampling."""
+    return torch.sigmoid(inverse_sigmoid(at_least_float32(refs)) + at_least_float32(delta))
 
 
 class RecurrentQueries(nn.Module):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidetune.nn.drop_path import DropPath
+from sidetune.nn.fast import fast_paths
 
 
 def safe_key_mask(mask: Tensor) -> Tensor:
@@ -28,6 +29,13 @@ class MultiHeadAttention(nn.Module):
 
     Shapes: query ``(B, Nq, dim)``, key/value ``(B, Nk, dim)``, ``key_mask`` ``(B, Nk)`` bool
     True = attend -> ``(B, Nq, dim)``.
+
+    Fast path (:func:`sidetune.nn.fast.fast_paths`): projections that read the same tensor run
+    as one matmul with the concatenated weights (``key is value``: one K|V matmul; ``query is
+    key``: one Q|K matmul; all three: one Q|K|V matmul). The parameters stay the separate
+    ``q_proj`` / ``k_proj`` / ``v_proj`` (checkpoints and init are unchanged); only the number
+    of matmuls, bias reductions and gradient accumulations drops. Tests pin that the plain path
+    (``plain_paths()``) gives the same outputs and gradients.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
@@ -47,20 +55,43 @@ class MultiHeadAttention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.dim // self.num_heads).transpose(1, 2)
 
+    def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if not fast_paths() or (query is not key and key is not value):
+            return self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        if query is key and key is value:
+            q, k, v = _fused_linear(query, (self.q_proj, self.k_proj, self.v_proj))
+            return q, k, v
+        if query is key:
+            q, k = _fused_linear(query, (self.q_proj, self.k_proj))
+            return q, k, self.v_proj(value)
+        k, v = _fused_linear(key, (self.k_proj, self.v_proj))
+        return self.q_proj(query), k, v
+
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, key_mask: Tensor | None = None
     ) -> Tensor:
         b, nq, _ = query.shape
-        q, k, v = (
-            self._heads(self.q_proj(query)),
-            self._heads(self.k_proj(key)),
-            self._heads(self.v_proj(value)),
-        )
+        q, k, v = (self._heads(x) for x in self._project(query, key, value))
         attn_mask = None if key_mask is None else safe_key_mask(key_mask)[:, None, None, :]
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.dim))
+
+
+def _fused_linear(x: Tensor, layers: tuple[nn.Linear, ...]) -> tuple[Tensor, ...]:
+    """``tuple(layer(x) for layer in layers)`` as one matmul with the stacked weights."""
+    weight = torch.cat([lin.weight for lin in layers])
+    bias = torch.cat([lin.bias for lin in layers])
+    return F.linear(x, weight, bias).split([lin.out_features for lin in layers], dim=-1)
+
+
+def residual(x: Tensor, branch: Tensor, drop_path: DropPath) -> Tensor:
+    """``x + drop_path(branch)`` with the DropPath scale fused into the add (one op, not two)."""
+    scale = drop_path.scale(branch)
+    if scale is None:
+        return x + branch
+    return torch.addcmul(x, branch, scale) if fast_paths() else x + branch * scale
 
 
 class AttentionBlock(nn.Module):
@@ -94,7 +125,7 @@ class AttentionBlock(nn.Module):
         else:
             k = memory if key_pos is None else memory + key_pos
         out = self.attn(q, k, memory, key_mask)
-        return self.norm(x + self.drop_path(out))
+        return self.norm(residual(x, out, self.drop_path))
 
 
 class FeedForwardBlock(nn.Module):
@@ -118,4 +149,4 @@ class FeedForwardBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc2(self.dropout(torch.relu(self.fc1(x))))
-        return self.norm(x + self.drop_path(h))
+        return self.norm(residual(x, h, self.drop_path))

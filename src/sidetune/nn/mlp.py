@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import torch
 from torch import Tensor, nn
 
 
@@ -43,6 +44,21 @@ class MLP(nn.Module):
         layer = self.layers[-1]
         assert isinstance(layer, nn.Linear)
         return layer
+
+    @property
+    def first_layer_shareable(self) -> bool:
+        """Whether the first layer is deterministic in its input (no input dropout) and
+        followed by more layers, so :meth:`after_first` can complete a shared first layer."""
+        return len(self.layers) > 1 and not (
+            self.training and isinstance(self.input_dropout, nn.Dropout)
+        )
+
+    def after_first(self, x: Tensor) -> Tensor:
+        """The rest of the MLP given the first layer's output (activation, dropout, layers)."""
+        for layer in list(self.layers)[1:]:
+            # not in place: ``x`` may be an expanded view shared by several rows
+            x = layer(self.dropout(torch.relu(x)))
+        return x
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.input_dropout(x)
