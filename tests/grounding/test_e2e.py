@@ -183,8 +183,8 @@ def test_full_demo_grounds_held_out_videos(tmp_path: Path) -> None:
     from sidetune.demo import run
 
     result = run(tmp_path, progress=False)
-    assert result["ground"]["hit_rate"] >= 75.0  # measured 86.0 (README)
-    assert result["test"]["MR-full-mAP"] >= 80.0  # measured 90.79
+    assert result["ground"]["hit_rate"] >= 75.0  # measured 80.6 (README)
+    assert result["test"]["MR-full-mAP"] >= 80.0  # measured 87.04
 
     # Minute 47 of a rendered 1-hour video, found by the trained run through sliding windows.
     from sidetune.grounding.inference import Grounder
