@@ -162,18 +162,10 @@ def dump_offsets(
     ``out`` defaults to ``run_dir/offsets_<split>.npz``. Returns ``{"path", "checkpoint",
     "num_rows", "mean": (K, H) array}``.
     """
-    from torch.utils.data import DataLoader
-
-    from sidetune.config import ConfigError
-    from sidetune.engine.distributed import resolve_device
-    from sidetune.engine.trainer import DeviceLoader
-    from sidetune.grounding.check import check_feature_shapes
-    from sidetune.grounding.data import GroundingDataset, collate_grounding
-    from sidetune.grounding.runs import load_grounding_config, load_run
+    from sidetune.grounding.predictor import load_split
+    from sidetune.grounding.runs import load_grounding_config
     from sidetune.utils.io import atomic_save
 
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"split must be train, val or test, got {split!r}")
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -185,20 +177,9 @@ def dump_offsets(
             f"{saved.model.attention}, model.sparse_modules={list(saved.model.sparse_modules)}): "
             "there are no offsets to record"
         )
-    dev = resolve_device(device or saved.train.device)
-    cfg, model, ckpt = load_run(run_dir, overrides, checkpoint, device=str(dev))
-    if getattr(cfg.data, split) is None:
-        raise ConfigError(f"data.{split} is null in {cfg_path}; pass data.{split}=PATH")
-    dataset = GroundingDataset(cfg.data, split)  # type: ignore[arg-type]
-    check_feature_shapes(dataset, cfg)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size or cfg.train.eval_batch_size or cfg.train.batch_size,
-        shuffle=False,
-        collate_fn=collate_grounding,
-        num_workers=cfg.train.num_workers,
-    )
-    arrays = collect_offsets(model, DeviceLoader(loader, dev), raw=raw)
+    run = load_split(run_dir, split, overrides, checkpoint, batch_size, device)
+    cfg, ckpt = run.cfg, run.checkpoint
+    arrays = collect_offsets(run.model, run.loader, raw=raw)
     arrays["attention"] = np.asarray(cfg.model.attention)
     arrays["rdsa_use_latent"] = np.asarray(cfg.model.rdsa_use_latent)
     path = Path(out) if out is not None else run_dir / f"offsets_{split}.npz"

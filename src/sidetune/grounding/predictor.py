@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -179,21 +180,27 @@ def evaluate_rows(
     return evaluate_predictions(list(rows), ground_truth, dataset)
 
 
-def predict(
+@dataclass
+class SplitRun:
+    """A trained run loaded for one split: its config, model, checkpoint, data and loader."""
+
+    cfg: GroundingConfig
+    model: nn.Module
+    checkpoint: Path
+    dataset: GroundingDataset
+    loader: DeviceLoader
+    device: torch.device
+
+
+def load_split(
     run_dir: str | Path,
-    split: str = "val",
-    out: str | Path | None = None,
+    split: str,
     overrides: Sequence[str] = (),
     checkpoint: str = "best",
     batch_size: int | None = None,
     device: str | None = None,
-) -> dict[str, Any]:
-    """Write ``split``'s predictions of a trained run; score them when the split has GT.
-
-    Returns ``{"predictions": path, "checkpoint": path, "num_rows": n, "metrics": dict | None,
-    "metrics_path": path | None}``. ``out`` defaults to ``run_dir/preds_<split>.jsonl``; the
-    metrics (full evaluator output) go beside it as ``<out stem>_metrics.json``.
-    """
+) -> SplitRun:
+    """The run's model (``checkpoint``) and a loader over ``split`` of its data, checked."""
     if split not in ("train", "val", "test"):
         raise ConfigError(f"split must be train, val or test, got {split!r}")
     cfg_path = run_config_path(run_dir)
@@ -210,8 +217,28 @@ def predict(
         collate_fn=collate_grounding,
         num_workers=cfg.train.num_workers,
     )
-    with torch.no_grad(), autocast_context(cfg.train.amp, dev):
-        rows = predict_rows(model, DeviceLoader(loader, dev), cfg.post, window_settings(cfg.data))
+    return SplitRun(cfg, model, Path(ckpt), dataset, DeviceLoader(loader, dev), dev)
+
+
+def predict(
+    run_dir: str | Path,
+    split: str = "val",
+    out: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    checkpoint: str = "best",
+    batch_size: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Write ``split``'s predictions of a trained run; score them when the split has GT.
+
+    Returns ``{"predictions": path, "checkpoint": path, "num_rows": n, "metrics": dict | None,
+    "metrics_path": path | None}``. ``out`` defaults to ``run_dir/preds_<split>.jsonl``; the
+    metrics (full evaluator output) go beside it as ``<out stem>_metrics.json``.
+    """
+    run = load_split(run_dir, split, overrides, checkpoint, batch_size, device)
+    cfg, dataset, ckpt = run.cfg, run.dataset, run.checkpoint
+    with torch.no_grad(), autocast_context(cfg.train.amp, run.device):
+        rows = predict_rows(run.model, run.loader, cfg.post, window_settings(cfg.data))
     out_path = Path(out) if out is not None else Path(run_dir) / f"preds_{split}.jsonl"
     write_jsonl(out_path, rows)
     result: dict[str, Any] = {
