@@ -28,6 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.app.live_server: the same server and browser as the tests
 
+from shared_data import find_shared  # noqa: E402
 from sidetune.app.browser import load_browser  # noqa: E402
 from sidetune.app.server import AppConfig  # noqa: E402
 from sidetune.utils.io import write_json  # noqa: E402
@@ -44,17 +45,6 @@ FILTERS: list[tuple[str, str]] = [
     ("sort by query text", "click th[data-sort=query]"),
     ("show 250 more rows", "click #show-more"),
 ]
-
-
-def find_shared(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else []
-    if os.environ.get("SIDETUNE_SHARED"):
-        candidates.append(Path(os.environ["SIDETUNE_SHARED"]))
-    candidates += [REPO.parent / "shared", REPO / ".." / ".." / "shared"]
-    for c in candidates:
-        if (c / "fixtures" / "qvhighlights_eval").is_dir():
-            return c.resolve()
-    sys.exit("shared data not found: pass --shared or set SIDETUNE_SHARED")
 
 
 def act(page: Any, action: str) -> None:
@@ -102,7 +92,7 @@ def main() -> int:
 
     if not (os.environ.get("SIDETUNE_CHROMIUM") or shutil.which("chromium")):
         sys.exit("needs the distribution's Chromium: apt-get install chromium")
-    shared = find_shared(args.shared)
+    shared = find_shared(args.shared, "fixtures/qvhighlights_eval")
     pred = shared / "fixtures" / "qvhighlights_eval" / "sample_val_preds.jsonl"
     gt = shared / "data" / "qvhighlights" / "highlight_val_release.jsonl"
     server_s = [load_browser(pred, gt, "qvhighlights").load_seconds for _ in range(args.runs)]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from shared_data import find_shared
 from sidetune.grounding.annotations import load_annotations
 from sidetune.grounding.metrics import evaluate_predictions
 from sidetune.grounding.predictions import read_predictions
@@ -29,17 +30,6 @@ from sidetune.utils.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 2.0
-
-
-def find_shared(explicit: str | None) -> Path:
-    candidates = [Path(explicit)] if explicit else []
-    if os.environ.get("SIDETUNE_SHARED"):
-        candidates.append(Path(os.environ["SIDETUNE_SHARED"]))
-    candidates += [REPO.parent / "shared", REPO / ".." / ".." / "shared"]
-    for c in candidates:
-        if (c / "data" / "qvhighlights").is_dir():
-            return c.resolve()
-    sys.exit("shared data not found: pass --shared or set SIDETUNE_SHARED")
 
 
 def time_once(gt_path: Path, pred_path: Path) -> tuple[float, float, dict[str, Any]]:
@@ -59,7 +49,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "metrics.json"))
     args = parser.parse_args()
 
-    shared = find_shared(args.shared)
+    shared = find_shared(args.shared, "data/qvhighlights")
     gt_path = shared / "data" / "qvhighlights" / "highlight_val_release.jsonl"
     fixtures = shared / "fixtures" / "qvhighlights_eval"
     pred_path = fixtures / "sample_val_preds.jsonl"

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import argparse
 
+from sidetune.commands import add_run_split_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory of a trained grounding model")
-    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
-    parser.add_argument("--out", default=None, help="npz file (default: RUN/offsets_<split>.npz)")
-    parser.add_argument("--checkpoint", default="best", help="best | last | a checkpoint directory")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument(
-        "--device", default=None, help="cpu | cuda | auto (default: the run's train.device)"
-    )
     parser.add_argument(
         "--raw", action="store_true", help="also store the per-point offsets and weights"
     )
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the run's config")
+    add_run_split_arguments(parser, "npz file (default: RUN/offsets_<split>.npz)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import argparse
 
+from sidetune.commands import add_run_split_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory of a trained grounding model")
-    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
-    parser.add_argument(
-        "--out", default=None, help="predictions jsonl (default: RUN/preds_<split>.jsonl)"
-    )
-    parser.add_argument("--checkpoint", default="best", help="best | last | a checkpoint directory")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument(
-        "--device", default=None, help="cpu | cuda | auto (default: the run's train.device)"
-    )
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of the run's config")
+    add_run_split_arguments(parser, "predictions jsonl (default: RUN/preds_<split>.jsonl)")
 
 
 def run(args: argparse.Namespace) -> int:
