@@ -223,11 +223,23 @@ def build_step(
     return step, {"args": args, "device": device, "trainable": trainable, "total": total}
 
 
+_COUNTED: set[Any] = set()
+
+
 def count_gflop(step: Callable[[], Any]) -> float:
     """FLOPs of one step (forward + backward; ``torch.utils.flop_counter``: matmuls,
     convolutions, attention), in GFLOP."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is not None and op.default not in _COUNTED:
+        # sidetune.nn.Linear's oneDNN product: x (N, I) @ weight (O, I)^T, 2 N I O FLOPs
+
+        @register_flop_formula(op)
+        def _linear_flop(x_shape: Any, w_shape: Any, *args: Any, **kwargs: Any) -> int:
+            return 2 * x_shape[0] * w_shape[1] * w_shape[0]
+
+        _COUNTED.add(op.default)
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops() / 1e9

@@ -5,6 +5,9 @@ Variants (same CLIP ViT, same batch and frames; AdamW step included; fp32; rando
 * ``tds``       TDS-CLIP as configured by default (frozen CLIP under no_grad, side width D, n local
                 frames, TD-Adapter; ``model.lean_saving`` and ``model.lean_attention`` on)
 * ``tds_noattn`` TDS-CLIP whose side attention keeps q / k / v (``model.lean_attention=false``)
+* ``tds_norecompute`` lean saving of elementwise outputs only: the side MLP and attention keep
+                their hidden layers (``model.lean_mlp=false model.lean_attention=false``), so
+                no matmul or attention runs twice
 * ``tds_plain`` TDS-CLIP keeping every tensor autograd saves (``model.lean_saving=false``)
 * ``tds_ckpt``  the same with activation checkpointing of the side blocks (``model.grad_checkpointing``)
 * ``full``      full fine-tuning of the CLIP tower + linear head on the frame-averaged CLS
@@ -13,6 +16,8 @@ Variants (same CLIP ViT, same batch and frames; AdamW step included; fp32; rando
 * ``authors``   the authors' own TDS-CLIP (``VisualTransformer`` + ``fc`` of BBYL9413/TDS-CLIP,
                 frozen as their ``my_fix_clip``, fp32), imported from a local checkout given with
                 ``--authors-repo`` (needs ``einops``; nothing of theirs is copied here)
+* ``authors_onednn`` the same with its ``nn.Linear`` layers computed by ``sidetune.nn.Linear``
+                (oneDNN on the CPU, as ours): what their code would take with our kernels
 
 Each variant runs in a fresh subprocess. On CPU the peak is the process's high-water RSS
 (``VmHWM`` / ``ru_maxrss``); on CUDA ``torch.cuda.max_memory_allocated``. On CPU the workers run
@@ -40,8 +45,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("tds", "tds_noattn", "tds_plain", "tds_ckpt", "full", "adapter", "authors")
-TDS_VARIANTS = ("tds", "tds_noattn", "tds_plain", "tds_ckpt")
+VARIANTS = (
+    "tds",
+    "tds_noattn",
+    "tds_norecompute",
+    "tds_plain",
+    "tds_ckpt",
+    "full",
+    "adapter",
+    "authors",
+    "authors_onednn",
+)
+TDS_VARIANTS = ("tds", "tds_noattn", "tds_norecompute", "tds_plain", "tds_ckpt")
 RESULTS = Path(__file__).resolve().parent / "results" / "tds_memory.json"
 
 
@@ -77,12 +92,20 @@ def _build(variant: str, args: argparse.Namespace) -> tuple[Any, Any, int]:
         num_local_frames=args.local_frames,
         grad_checkpointing=variant == "tds_ckpt",
         lean_saving=variant != "tds_plain",
-        lean_attention=variant not in ("tds_noattn", "tds_plain"),
+        lean_attention=variant not in ("tds_noattn", "tds_norecompute", "tds_plain"),
+        lean_mlp=variant not in ("tds_norecompute", "tds_plain"),
     )
     if variant in TDS_VARIANTS:
         return build_tds_clip(mcfg), None, args.local_frames
-    if variant == "authors":
-        return _authors_model(args), None, args.local_frames
+    if variant in ("authors", "authors_onednn"):
+        from sidetune.nn.linear import use_fast_linears
+
+        model = _authors_model(args)
+        return (
+            (use_fast_linears(model) if variant == "authors_onednn" else model),
+            None,
+            args.local_frames,
+        )
 
     clip: Any = build_clip_vision(mcfg)
     width = clip.config.hidden_size

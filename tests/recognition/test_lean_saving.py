@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+import sidetune.nn.linear as fast_linear
 from sidetune.recognition import lean_saving as ls
 from sidetune.recognition.config import TDSModelConfig
 from sidetune.recognition.model import build_tds_clip
@@ -15,18 +16,23 @@ from sidetune.recognition.model import build_tds_clip
 CFG = dict(backbone="tiny", num_classes=6, side_dim=64, side_heads=2, td_reduction=8)
 
 
-def _models(attention: bool = False) -> tuple[Any, Any]:
+def _models(attention: bool = False, mlp: bool = True) -> tuple[Any, Any]:
     torch.manual_seed(0)
-    cfg = TDSModelConfig(**CFG, lean_saving=True, lean_attention=attention)  # type: ignore[arg-type]
+    cfg = TDSModelConfig(**CFG, lean_saving=True, lean_attention=attention, lean_mlp=mlp)  # type: ignore[arg-type]
     lean = build_tds_clip(cfg)
     plain = copy.deepcopy(lean)
     plain.lean_saving = False
     return lean.train(), plain.train()
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_same_gradients_and_statistics(attention: bool) -> None:
-    lean, plain = _models(attention)
+@pytest.mark.parametrize("onednn_everywhere", [False, True])
+@pytest.mark.parametrize(("attention", "mlp"), [(False, True), (True, True), (False, False)])
+def test_same_gradients_and_statistics(
+    attention: bool, mlp: bool, onednn_everywhere: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if onednn_everywhere:  # the tiny model's products are below the oneDNN floor otherwise
+        monkeypatch.setattr(fast_linear, "MIN_MACS", 0)
+    lean, plain = _models(attention, mlp)
     for block in plain.blocks:
         block.attention.recompute = False
     frames = torch.randn(2, 4, 5, 3, 32, 32)
@@ -104,3 +110,13 @@ def test_rebuilds_outputs_saved_by_their_own_op() -> None:
     with ls.lean_saving() as ctx:
         ls.rebuild(big[:5], recompute, x)
         assert not ctx._recipes
+
+
+def test_recompute_switches_trade_bytes_for_matmuls() -> None:
+    frames = torch.randn(2, 4, 5, 3, 32, 32)
+    saved = {}
+    for attention, mlp in [(True, True), (False, True), (False, False)]:
+        lean, _ = _models(attention, mlp)
+        saved[attention, mlp] = _saved_bytes(lean, frames)
+    # each recomputation drops a hidden layer from what backward keeps
+    assert saved[True, True] < saved[False, True] < saved[False, False], saved

@@ -31,6 +31,7 @@ from sidetune.backbones.base import (
     resolve_layers,
 )
 from sidetune.backbones.checkpoint import CheckpointError, LoadReport
+from sidetune.nn.linear import use_fast_linears
 from sidetune.utils.params import freeze
 
 PathLike = str | os.PathLike[str]
@@ -179,6 +180,7 @@ def create_backbone(
     else:
         model = build(checkpoint=checkpoint, **kw)
     freeze(model)
+    use_fast_linears(model)  # CPU float32: matmuls on oneDNN (sidetune/nn/linear.py)
     return model
 
 
@@ -271,8 +273,11 @@ def create_text_backbone(
         return _create_text(text_name, ckpt, tokenizer, strict, dtype, add_sep, normalize_text, kw)
 
     if checkpoint is None:
-        return _seeded(variant_seed(text_name) if seed is None else seed, lambda: build(None))
-    return build(checkpoint)
+        model = _seeded(variant_seed(text_name) if seed is None else seed, lambda: build(None))
+    else:
+        model = build(checkpoint)
+    use_fast_linears(model)  # CPU float32: matmuls on oneDNN (sidetune/nn/linear.py)
+    return model
 
 
 def _create_text(

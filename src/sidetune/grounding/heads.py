@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from sidetune.nn.attention import safe_key_mask
 from sidetune.nn.deformable_1d import sample_1d
+from sidetune.nn.linear import Linear
 from sidetune.nn.mlp import MLP
 
 
@@ -18,7 +19,7 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, dim: int, prior_prob: float = 0.01) -> None:
         super().__init__()
-        self.linear = nn.Linear(dim, 1)
+        self.linear = Linear(dim, 1)
         nn.init.constant_(self.linear.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def forward(self, latent: Tensor) -> Tensor:
@@ -85,7 +86,7 @@ class AdaptiveTextPooling(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.score = nn.Linear(dim, 1)
+        self.score = Linear(dim, 1)
         nn.init.zeros_(self.score.weight)  # starts as a masked mean
         nn.init.zeros_(self.score.bias)
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from sidetune.nn.attention import MultiHeadAttention, residual
 from sidetune.nn.deformable_1d import at_least_float32, deformable_aggregate_1d, sample_1d
 from sidetune.nn.drop_path import DropPath
+from sidetune.nn.linear import Linear
 from sidetune.nn.mlp import MLP
 
 AttentionKind = Literal["rdsa", "deformable_ca", "standard_ca"]
@@ -60,10 +61,10 @@ class DeformableSampler(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads, self.num_points = num_heads, num_points
-        self.offsets = nn.Linear(query_dim, num_heads * num_points)
-        self.weights = nn.Linear(query_dim, num_heads * num_points)
-        self.value_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.offsets = Linear(query_dim, num_heads * num_points)
+        self.weights = Linear(query_dim, num_heads * num_points)
+        self.value_proj = Linear(dim, dim)
+        self.out_proj = Linear(dim, dim)
         # Deformable-DETR style: offsets start exactly at their head's base location and
         # all points start equally weighted; the network learns to move them.
         nn.init.zeros_(self.offsets.weight)
@@ -154,7 +155,7 @@ class RDSA(nn.Module):
         self.points = points
         self.cnn = ContextCNN(dim) if use_cnn else None
         self.query_mlp = MLP(len(points) * dim, dim, query_dim, num_layers=2)  # W_Q^def, Eq. 10
-        self.latent_proj = nn.Linear(dim, query_dim) if use_latent else None
+        self.latent_proj = Linear(dim, query_dim) if use_latent else None
         self.sampler = DeformableSampler(dim, num_heads, num_points, query_dim)
 
     def query(self, latent: Tensor, refs: Tensor, dense: Tensor, mask: Tensor) -> Tensor:

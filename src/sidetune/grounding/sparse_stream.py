@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from sidetune.nn.attention import AttentionBlock, FeedForwardBlock
 from sidetune.nn.deformable_1d import at_least_float32, valid_lengths
+from sidetune.nn.linear import Linear
 from sidetune.nn.mlp import MLP
 from sidetune.nn.position import sine_embed
 
@@ -86,12 +87,12 @@ class QueryInitializer(nn.Module):
             raise ValueError(f"QueryInitializer mode must be 'pure' or 'mixed', got {mode!r}")
         self.mode = mode
         self.anchor_width = anchor_width
-        self.score = nn.Linear(dim, 1)
+        self.score = Linear(dim, 1)
         self.proposal = MLP(dim, dim, 2, num_layers=2)
         nn.init.zeros_(self.proposal.last.weight)
         nn.init.zeros_(self.proposal.last.bias)
         self.content = (
-            nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim)) if mode == "pure" else None
+            nn.Sequential(Linear(dim, dim), nn.LayerNorm(dim)) if mode == "pure" else None
         )
 
     def forward(

@@ -1,4 +1,5 @@
-"""Shared neural-network blocks: attention (PostNorm, DropPath), MLP, positions, 1D deformable."""
+"""Shared neural-network blocks: attention (PostNorm, DropPath), MLP, positions, 1D deformable,
+and ``Linear`` (CPU float32 matmuls on oneDNN)."""
 
 from sidetune.nn.attention import AttentionBlock, FeedForwardBlock, MultiHeadAttention
 from sidetune.nn.deformable_1d import (
@@ -9,6 +10,7 @@ from sidetune.nn.deformable_1d import (
     valid_lengths,
 )
 from sidetune.nn.drop_path import DropPath, drop_path
+from sidetune.nn.linear import Linear, use_fast_linears
 from sidetune.nn.mlp import MLP
 from sidetune.nn.position import sine_embed, sinusoidal_position_embedding
 
@@ -17,6 +19,7 @@ __all__ = [
     "AttentionBlock",
     "DropPath",
     "FeedForwardBlock",
+    "Linear",
     "MultiHeadAttention",
     "deformable_aggregate_1d",
     "drop_path",
@@ -25,5 +28,6 @@ __all__ = [
     "sine_embed",
     "sinusoidal_position_embedding",
     "to_index",
+    "use_fast_linears",
     "valid_lengths",
 ]

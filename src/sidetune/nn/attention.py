@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sidetune.nn.drop_path import DropPath
+from sidetune.nn.dropout import Dropout
 from sidetune.nn.fast import fast_paths
+from sidetune.nn.linear import Linear, linear
 
 
 def safe_key_mask(mask: Tensor) -> Tensor:
@@ -43,10 +45,10 @@ class MultiHeadAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.dropout = dim, num_heads, dropout
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.q_proj = Linear(dim, dim)
+        self.k_proj = Linear(dim, dim)
+        self.v_proj = Linear(dim, dim)
+        self.out_proj = Linear(dim, dim)
         for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -83,7 +85,7 @@ def _fused_linear(x: Tensor, layers: tuple[nn.Linear, ...]) -> tuple[Tensor, ...
     """``tuple(layer(x) for layer in layers)`` as one matmul with the stacked weights."""
     weight = torch.cat([lin.weight for lin in layers])
     bias = torch.cat([lin.bias for lin in layers])
-    return F.linear(x, weight, bias).split([lin.out_features for lin in layers], dim=-1)
+    return linear(x, weight, bias).split([lin.out_features for lin in layers], dim=-1)
 
 
 def residual(x: Tensor, branch: Tensor, drop_path: DropPath) -> Tensor:
@@ -138,9 +140,9 @@ class FeedForwardBlock(nn.Module):
         self, dim: int, ratio: int = 4, dropout: float = 0.0, drop_path: float = 0.0
     ) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, dim * ratio)
-        self.fc2 = nn.Linear(dim * ratio, dim)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc1 = Linear(dim, dim * ratio)
+        self.fc2 = Linear(dim * ratio, dim)
+        self.dropout = Dropout(dropout) if dropout > 0 else nn.Identity()
         self.drop_path = DropPath(drop_path)
         self.norm = nn.LayerNorm(dim)
         for lin in (self.fc1, self.fc2):

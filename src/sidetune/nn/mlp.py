@@ -7,6 +7,9 @@ import itertools
 import torch
 from torch import Tensor, nn
 
+from sidetune.nn.dropout import Dropout
+from sidetune.nn.linear import Linear
+
 
 class MLP(nn.Module):
     """``num_layers`` linear layers with ReLU in between (none after the last).
@@ -30,9 +33,9 @@ class MLP(nn.Module):
         if num_layers < 1:
             raise ValueError(f"an MLP needs at least one layer, got num_layers={num_layers}")
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
-        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.input_dropout = Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
+        self.layers = nn.ModuleList(Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.dropout = Dropout(dropout) if dropout > 0 else nn.Identity()
         self.act = nn.ReLU(inplace=True)
         for layer in list(self.layers)[:-1]:
             assert isinstance(layer, nn.Linear)
@@ -50,7 +53,7 @@ class MLP(nn.Module):
         """Whether the first layer is deterministic in its input (no input dropout) and
         followed by more layers, so :meth:`after_first` can complete a shared first layer."""
         return len(self.layers) > 1 and not (
-            self.training and isinstance(self.input_dropout, nn.Dropout)
+            self.training and isinstance(self.input_dropout, Dropout)
         )
 
     def after_first(self, x: Tensor) -> Tensor:

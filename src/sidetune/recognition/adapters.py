@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidetune.nn.linear import Linear, linear
 from sidetune.recognition.lean_saving import rebuild
 
 TDReference = Literal["pool", "conv", "diff"]
@@ -103,14 +104,14 @@ class TDAdapter(nn.Module):
         hidden = max(1, channels // reduction)
         self.kernel = kernel
         self.reference = reference
-        self.squeeze = nn.Linear(channels, hidden, bias=False)
+        self.squeeze = Linear(channels, hidden, bias=False)
         self.squeeze_bn = TokenBatchNorm(hidden)
         self.ref_conv = (
             nn.Parameter(torch.full((hidden, kernel), 1.0 / kernel))
             if reference == "conv"
             else None
         )
-        self.expand = nn.Linear(hidden, channels, bias=False)
+        self.expand = Linear(hidden, channels, bias=False)
         self.expand_bn = TokenBatchNorm(channels)
 
     def temporal_reference(self, z: Tensor) -> Tensor:
@@ -131,7 +132,7 @@ def td_adapter(x: Tensor, adapter: TDAdapter) -> Tensor:
     z = adapter.squeeze_bn(adapter.squeeze(x))
     d = z - adapter.temporal_reference(z)  # Eq. 4: D_s = Z_s - Pool(Z_s)
     m = 0.5 * d + 0.5 * d.mean(dim=-1, keepdim=True)  # (..., C / r): small
-    e = rebuild(adapter.expand(m), F.linear, m, adapter.expand.weight)
+    e = rebuild(adapter.expand(m), linear, m, adapter.expand.weight)
     gate = torch.sigmoid(adapter.expand_bn(e))
     # full-width tensors kept for backward are rebuilt from the small m (see lean_saving)
     gate = rebuild(gate, _td_gate, m, adapter)
@@ -139,7 +140,7 @@ def td_adapter(x: Tensor, adapter: TDAdapter) -> Tensor:
 
 
 def _td_gate(m: Tensor, adapter: TDAdapter) -> Tensor:
-    return torch.sigmoid(adapter.expand_bn.recompute(F.linear(m, adapter.expand.weight)))
+    return torch.sigmoid(adapter.expand_bn.recompute(linear(m, adapter.expand.weight)))
 
 
 class PatchStem3d(nn.Module):

@@ -55,11 +55,14 @@ class TDSModelConfig:
     # memory: recompute each side block in backward (torch.utils.checkpoint)
     grad_checkpointing: bool = False
     # memory: keep norm / GELU / gate outputs out of the backward's saved tensors and rebuild
-    # them elementwise when backward needs them (no matmul or attention is recomputed)
+    # them elementwise when backward needs them (matmuls and attention: see the two below)
     lean_saving: bool = True
     # with lean_saving: the side attention keeps only its input tokens too; backward rebuilds
     # the LayerNorm, q / k / v and the attention (one qkv matmul and one attention more)
     lean_attention: bool = True
+    # with lean_saving: the side MLP keeps only its input; backward rebuilds the norm, fc1 and
+    # GELU outputs (one fc1 matmul more) instead of keeping the r D-wide hidden layer
+    lean_mlp: bool = True
 
     def __post_init__(self) -> None:
         if self.num_local_frames < 1 or self.num_local_frames % 2 == 0:

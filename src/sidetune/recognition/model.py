@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from sidetune.errors import SidetuneError
+from sidetune.nn.linear import Linear, use_fast_linears
 from sidetune.recognition.adapters import SMEAdapter, TokenBatchNorm
 from sidetune.recognition.config import TDSModelConfig
 from sidetune.recognition.lean_saving import lean_saving
@@ -155,7 +156,7 @@ class TDSHead(nn.Module):
         super().__init__()
         self.norm = TokenBatchNorm(dim)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(dim, num_classes)
+        self.fc = Linear(dim, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.norm(x).mean(dim=(1, 2))))
@@ -194,7 +195,7 @@ class TDSCLIP(nn.Module):
         vcfg = clip.config
         if len(projections) != vcfg.num_hidden_layers or len(blocks) != vcfg.num_hidden_layers:
             raise ValueError("one side projection and one TDS block per CLIP layer are required")
-        self.clip = freeze(clip)
+        self.clip = use_fast_linears(freeze(clip))  # CPU: its matmuls on oneDNN (nn/linear.py)
         self.sme = sme
         self.projections = nn.ModuleList(projections)
         self.blocks = nn.ModuleList(blocks)
@@ -269,6 +270,7 @@ def build_tds_clip(cfg: TDSModelConfig, clip: Any = None) -> TDSCLIP:
     ]
     for block in blocks:
         block.attention.recompute = cfg.lean_attention
+        block.mlp.recompute = cfg.lean_mlp
     projections = [SideProjection(vcfg.hidden_size, dim, vcfg.layer_norm_eps) for _ in range(depth)]
     sme = SMEAdapter(
         dim,

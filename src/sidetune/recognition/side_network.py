@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from sidetune.nn.linear import Linear, linear
 from sidetune.recognition.adapters import (
     TDAdapter,
     TDReference,
@@ -63,7 +64,7 @@ class SideProjection(nn.Module):
     def __init__(self, width: int, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width, eps=eps)
-        self.linear = nn.Linear(width, dim)
+        self.linear = Linear(width, dim)
 
     def _project(self, tap: Tensor) -> Tensor:
         return self.linear(self.norm(tap))
@@ -85,10 +86,10 @@ class TemporalBranch(nn.Module):
     def __init__(self, dim: int, td: TDAdapter | None) -> None:
         super().__init__()
         self.norm = TokenBatchNorm(dim)
-        self.pw1 = nn.Linear(dim, dim)
+        self.pw1 = Linear(dim, dim)
         self.dw_weight = nn.Parameter(torch.empty(dim, 3))
         self.dw_bias = nn.Parameter(torch.zeros(dim))
-        self.pw2 = nn.Linear(dim, dim)
+        self.pw2 = Linear(dim, dim)
         self.td = td
         nn.init.kaiming_uniform_(self.dw_weight, a=math.sqrt(5))
 
@@ -113,8 +114,8 @@ class SideAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.norm = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
 
     recompute: bool = False  # lean saving: keep only the tokens, rebuild q / k / v in backward
 
@@ -165,10 +166,12 @@ class _LeanAttention(torch.autograd.Function):
             td = tokens.detach().requires_grad_(True)
             merged = attn._attend(td)
         flat_grad = grad.reshape(-1, grad.shape[-1])
-        grad_w = flat_grad.t() @ merged.detach().reshape(-1, merged.shape[-1])
+        grad_w = linear(flat_grad.t(), merged.detach().reshape(-1, merged.shape[-1]).t())
         grad_b = flat_grad.sum(0)
         inputs = (td, attn.norm.weight, attn.norm.bias, attn.qkv.weight, attn.qkv.bias)
-        gt, gnw, gnb, gqw, gqb = torch.autograd.grad(merged, inputs, grad @ attn.out.weight)
+        gt, gnw, gnb, gqw, gqb = torch.autograd.grad(
+            merged, inputs, linear(grad, attn.out.weight.t())
+        )
         return gt, None, gnw, gnb, gqw, gqb, grad_w, grad_b
 
 
@@ -184,11 +187,13 @@ class SideMLP(nn.Module):
         super().__init__()
         hidden = int(dim * ratio)
         self.norm = TokenBatchNorm(dim)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
+
+    recompute: bool = True  # lean saving: keep only the input, rebuild fc1 / GELU in backward
 
     def forward(self, x: Tensor) -> Tensor:
-        if lean_active() and self.training:
+        if self.recompute and lean_active() and self.training:
             out: Tensor = _LeanMLP.apply(x, self, *self._params())
             return out
         h = self.fc1(self.norm(x))
@@ -220,9 +225,9 @@ class _LeanMLP(torch.autograd.Function):
             z, _, _ = mlp.norm.normalize_with_stats(xd)
             g = F.gelu(mlp.fc1(z))
         flat_grad = grad.reshape(-1, grad.shape[-1])
-        grad_w2 = flat_grad.t() @ g.detach().reshape(-1, g.shape[-1])
+        grad_w2 = linear(flat_grad.t(), g.detach().reshape(-1, g.shape[-1]).t())
         grad_b2 = flat_grad.sum(0)
-        grad_g = grad @ mlp.fc2.weight
+        grad_g = linear(grad, mlp.fc2.weight.t())
         inputs = (xd, mlp.norm.weight, mlp.norm.bias, mlp.fc1.weight, mlp.fc1.bias)
         gx, gnw, gnb, gw1, gb1 = torch.autograd.grad(g, inputs, grad_g)
         return gx, None, gnw, gnb, gw1, gb1, grad_w2, grad_b2
