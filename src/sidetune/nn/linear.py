@@ -40,7 +40,8 @@ def _backend_from_env() -> str:
 _BACKEND = _backend_from_env()
 
 # Below about 6M multiply-adds per product oneDNN's fixed cost per call (~15-20 us) outweighs
-# its faster kernel (bench/bench_cpu_linear.py --small); small layers stay on BLAS.
+# its faster kernel at 2 threads (bench/bench_cpu_linear.py --small); the floor keeps a margin
+# over that break-even, and smaller layers stay on BLAS.
 MIN_MACS = 8_000_000
 
 
