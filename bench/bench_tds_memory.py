@@ -3,7 +3,8 @@
 Variants (same CLIP ViT, same batch and frames; AdamW step included; fp32; random weights):
 
 * ``tds``       TDS-CLIP as configured by default (frozen CLIP under no_grad, side width D, n local
-                frames, TD-Adapter; ``model.lean_saving`` and ``model.lean_attention`` on)
+                frames, TD-Adapter; ``model.lean_saving``, ``model.lean_attention`` and
+                ``model.lean_mlp`` on)
 * ``tds_noattn`` TDS-CLIP whose side attention keeps q / k / v (``model.lean_attention=false``)
 * ``tds_norecompute`` lean saving of elementwise outputs only: the side MLP and attention keep
                 their hidden layers (``model.lean_mlp=false model.lean_attention=false``), so

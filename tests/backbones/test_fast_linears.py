@@ -43,5 +43,8 @@ def test_text_backbone_features_equal_the_blas_path(monkeypatch: pytest.MonkeyPa
     with plain_paths():
         blas, _ = text.forward_intermediates(ids, mask, [-2, -1])
     monkeypatch.setattr(fast_linear, "MIN_MACS", 0)
-    onednn, _ = text.forward_intermediates(ids, mask, [-2, -1])
+    with MatmulCounter() as counter:
+        onednn, _ = text.forward_intermediates(ids, mask, [-2, -1])
+    if fast_linear.onednn_available():
+        assert "_linear_pointwise" in counter.ops
     torch.testing.assert_close(onednn, blas, rtol=1e-5, atol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -23,7 +25,11 @@ def test_identity_in_eval_or_p0_and_zeros_at_p1() -> None:
     x = torch.randn(5, 7)
     assert Dropout(0.5).eval()(x) is x
     assert dropout(x, 0.0, True) is x
-    assert torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))
+    xg = x.clone().requires_grad_()
+    zeros = dropout(xg, 1.0, True)
+    assert torch.equal(zeros, torch.zeros_like(x))
+    zeros.sum().backward()  # still in the graph, as with nn.Dropout
+    assert xg.grad is not None and torch.equal(xg.grad, torch.zeros_like(x))
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.5)
 
@@ -41,8 +47,18 @@ def test_gradient_is_the_mask_and_only_a_bool_mask_is_saved() -> None:
     assert [t.dtype for t in saved] == [torch.bool]  # 1 byte per element, like nn.Dropout
 
 
-def test_bf16_input_keeps_probability_and_dtype() -> None:
-    torch.manual_seed(2)
-    out = dropout(torch.ones(100_000, dtype=torch.bfloat16), 0.5, True)
-    assert out.dtype == torch.bfloat16
-    assert abs((out != 0).float().mean().item() - 0.5) < 0.01
+def test_uniforms_are_float32_on_the_cpu_and_accelerators_keep_f_dropout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[torch.dtype] = []
+    rand = torch.rand
+
+    def spy(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(kwargs["dtype"])
+        return rand(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "rand", spy)
+    out = dropout(torch.ones(1000, dtype=torch.bfloat16), 0.5, True)
+    assert out.dtype == torch.bfloat16 and calls == [torch.float32]
+    meta = dropout(torch.ones(1000, device="meta"), 0.5, True)  # not the CPU: F.dropout
+    assert meta.device.type == "meta" and calls == [torch.float32]

@@ -113,3 +113,44 @@ def test_bad_backend_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         lin._backend_from_env()
     monkeypatch.setenv("SIDETUNE_CPU_LINEAR", " BLAS ")
     assert lin._backend_from_env() == "blas"
+
+
+@needs_onednn
+@pytest.mark.usefixtures("any_size")
+def test_weight_gradient_with_strided_input_and_double_backward() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(8, 16, requires_grad=True)
+    b = torch.randn(8, requires_grad=True)
+    x = torch.randn(16, 30).t().requires_grad_()  # (30, 16), transposed strides
+    results = []
+    for fn in (linear, F.linear):
+        out = fn(x, w, b)
+        gx, gw = torch.autograd.grad(out.square().sum(), (x, w), create_graph=True)
+        # second order: the backward itself is differentiable
+        ggx, ggw = torch.autograd.grad(gx.square().sum() + gw.sum(), (x, w))
+        results.append([out, gx, gw, ggx, ggw])
+    for a, ref in zip(*results, strict=True):
+        torch.testing.assert_close(a, ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+@pytest.mark.usefixtures("any_size")
+def test_frozen_weight_keeps_no_input_for_backward() -> None:
+    w = torch.randn(8, 16)  # frozen: backward needs the weight, not the input
+    x = torch.randn(30, 16, requires_grad=True)
+    h = x * 1.0
+    out = linear(h, w)
+    h.mul_(2.0)  # F.linear allows this too: h is not needed for the input gradient
+    out.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, w.sum(0).expand(30, 16), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.usefixtures("any_size")
+def test_tracing_and_function_transforms_use_f_linear() -> None:
+    layer = Linear(6, 3)
+    traced = torch.fx.symbolic_trace(layer)
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(traced(x), F.linear(x, layer.weight, layer.bias))
+    grad = torch.func.grad(lambda w: linear(x, w).sum())(layer.weight.detach())
+    torch.testing.assert_close(grad, x.sum(0).expand(3, 6))

@@ -53,6 +53,7 @@ from sidetune.backbones.checkpoint import (
     read_state_dict,
     select_prefix,
 )
+from sidetune.nn.linear import linear
 from sidetune.video.transforms import IMAGENET_MEAN, IMAGENET_STD, video_transform
 
 # Keys of the released checkpoints that exist only for stage-1/2 distillation.
@@ -205,9 +206,9 @@ class CrossAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, nq, d = q.shape
         h = self.num_heads
-        qh = F.linear(q, self.q.weight, self.q_bias).reshape(b, nq, h, -1).transpose(1, 2)
-        kh = F.linear(k, self.k.weight, self.k_bias).reshape(b, k.shape[1], h, -1).transpose(1, 2)
-        vh = F.linear(v, self.v.weight, self.v_bias).reshape(b, v.shape[1], h, -1).transpose(1, 2)
+        qh = linear(q, self.q.weight, self.q_bias).reshape(b, nq, h, -1).transpose(1, 2)
+        kh = linear(k, self.k.weight, self.k_bias).reshape(b, k.shape[1], h, -1).transpose(1, 2)
+        vh = linear(v, self.v.weight, self.v_bias).reshape(b, v.shape[1], h, -1).transpose(1, 2)
         out = F.scaled_dot_product_attention(qh, kh, vh)
         return self.proj(out.transpose(1, 2).reshape(b, nq, d))
 

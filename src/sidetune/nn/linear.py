@@ -3,7 +3,7 @@
 PyTorch's CPU ``F.linear`` / ``mm`` call MKL's sgemm. On AMD CPUs MKL does not take its
 AVX-512 code path, and on this project's 2-core AMD EPYC machine sgemm sustains about 200
 GFLOP/s at the SDST shapes while oneDNN (PyTorch's ``mkldnn`` library, already used for every
-CPU convolution) sustains 360-440 GFLOP/s on the same products (``bench/bench_cpu_linear.py``).
+CPU convolution) sustains about 380-440 GFLOP/s on the same products (``bench/bench_cpu_linear.py``).
 :class:`Linear` is a drop-in ``nn.Linear`` (same parameters, init and state-dict keys) whose
 forward, input gradient and weight gradient go through oneDNN's linear primitive. Same maths:
 the float32 results equal ``F.linear``'s up to summation order (tests pin the tolerance).
@@ -12,8 +12,11 @@ The oneDNN path is taken only where it computes exactly what ``F.linear`` would,
 CPU, float32 input and weight, no CPU autocast (autocast's casts are ``F.linear``'s business),
 a product of at least :data:`MIN_MACS` multiply-adds (smaller ones are faster on BLAS), not
 inside ``torch.compile`` (inductor lowers ``F.linear`` itself), and a PyTorch built with the
-oneDNN linear op. Everywhere else, inside :func:`sidetune.nn.fast.plain_paths`, and with
-``SIDETUNE_CPU_LINEAR=blas`` in the environment, :func:`linear` is ``F.linear``.
+oneDNN linear op. Everywhere else (also under ``torch.fx`` symbolic tracing and
+``torch.func`` transforms), inside :func:`sidetune.nn.fast.plain_paths`, and with
+``SIDETUNE_CPU_LINEAR=blas`` in the environment, :func:`linear` is ``F.linear``. Tools that
+look for ``nn.Linear`` by exact type (e.g. ``torch.ao.quantization.quantize_dynamic``) do not
+see a :class:`Linear`: swap the class back (``m.__class__ = nn.Linear``) before using them.
 """
 
 from __future__ import annotations
@@ -57,29 +60,36 @@ def _onednn_mm(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 class _OneDNNLinear(torch.autograd.Function):
-    """``F.linear`` with oneDNN products in forward and backward (2-D input ``(N, I)``)."""
+    """``F.linear`` with oneDNN products in forward and backward (2-D input ``(N, I)``).
+
+    The backward is written with :func:`linear` itself, so it is differentiable again (double
+    backward); it keeps the input only when the weight needs a gradient, and the weight only
+    when the input does, as ``F.linear`` does."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(
+            x if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None
+        )
         ctx.has_bias = bias is not None
         return _onednn_mm(x, weight, bias)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _onednn_mm(grad, weight.t().contiguous(), None)  # (N, O) @ (O, I)
+            grad_x = linear(grad, weight.t())  # (N, O) @ (O, I)
         if ctx.needs_input_grad[1]:
-            grad_w = _onednn_mm(grad.t(), x.t(), None)  # (O, N) @ (N, I)
+            grad_w = linear(grad.t(), x.t())  # (O, N) @ (N, I)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(0)
         return grad_x, grad_w, grad_b
 
 
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
+    if isinstance(x, torch.fx.Proxy) or torch._C._are_functorch_transforms_active():
+        return False  # symbolic tracing, torch.func transforms: F.linear's own rules apply
     return (
         _BACKEND == "onednn"
         and fast_paths()
