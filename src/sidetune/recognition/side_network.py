@@ -165,14 +165,20 @@ class _LeanAttention(torch.autograd.Function):
         with torch.enable_grad():
             td = tokens.detach().requires_grad_(True)
             merged = attn._attend(td)
-        flat_grad = grad.reshape(-1, grad.shape[-1])
-        grad_w = linear(flat_grad.t(), merged.detach().reshape(-1, merged.shape[-1]).t())
-        grad_b = flat_grad.sum(0)
+        grad_merged, grad_w, grad_b = _output_layer_grads(grad, merged.detach(), attn.out)
         inputs = (td, attn.norm.weight, attn.norm.bias, attn.qkv.weight, attn.qkv.bias)
-        gt, gnw, gnb, gqw, gqb = torch.autograd.grad(
-            merged, inputs, linear(grad, attn.out.weight.t())
-        )
+        gt, gnw, gnb, gqw, gqb = torch.autograd.grad(merged, inputs, grad_merged)
         return gt, None, gnw, gnb, gqw, gqb, grad_w, grad_b
+
+
+def _output_layer_grads(grad: Tensor, hidden: Tensor, layer: nn.Linear) -> tuple[Tensor, ...]:
+    """Backward of ``out = layer(hidden)`` by hand: ``(d hidden, d weight, d bias)``.
+
+    For the lean blocks, which rebuild ``hidden`` but not ``out``: the output layer's
+    gradients need no autograd graph (and no second forward of ``layer``)."""
+    flat_grad = grad.reshape(-1, grad.shape[-1])
+    grad_w = linear(flat_grad.t(), hidden.reshape(-1, hidden.shape[-1]).t())
+    return linear(grad, layer.weight.t()), grad_w, flat_grad.sum(0)
 
 
 def _merge_heads(y: Tensor, b: int, t: int) -> Tensor:
@@ -224,10 +230,7 @@ class _LeanMLP(torch.autograd.Function):
             xd = x.detach().requires_grad_(True)
             z, _, _ = mlp.norm.normalize_with_stats(xd)
             g = F.gelu(mlp.fc1(z))
-        flat_grad = grad.reshape(-1, grad.shape[-1])
-        grad_w2 = linear(flat_grad.t(), g.detach().reshape(-1, g.shape[-1]).t())
-        grad_b2 = flat_grad.sum(0)
-        grad_g = linear(grad, mlp.fc2.weight.t())
+        grad_g, grad_w2, grad_b2 = _output_layer_grads(grad, g.detach(), mlp.fc2)
         inputs = (xd, mlp.norm.weight, mlp.norm.bias, mlp.fc1.weight, mlp.fc1.bias)
         gx, gnw, gnb, gw1, gb1 = torch.autograd.grad(g, inputs, grad_g)
         return gx, None, gnw, gnb, gw1, gb1, grad_w2, grad_b2
